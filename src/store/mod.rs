@@ -1,0 +1,162 @@
+//! The durable store. One writer thread owns the only writing connection and commits requests in
+//! groups (one transaction and one sync for everything that arrived together); readers use their
+//! own connections, which WAL lets run beside it.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use rusqlite::Connection;
+use tokio::sync::{Notify, mpsc, oneshot};
+
+use crate::config::Synchronous;
+use crate::event::Event;
+
+pub mod queries;
+pub mod schema;
+mod writer;
+
+pub use writer::purge_published;
+
+pub use queries::{EventRow, PendingEvent};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("store is shutting down")]
+    Closed,
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Unavailable(e.to_string())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inserted {
+    New,
+    Duplicate,
+}
+
+enum Command {
+    Insert(Box<Event>, oneshot::Sender<Result<Inserted, StoreError>>),
+    MarkPublished(Vec<i64>, oneshot::Sender<Result<u64, StoreError>>),
+    /// Deletes published events received before the cutoff (unix ms). Pending ones never go.
+    Purge(i64, oneshot::Sender<Result<u64, StoreError>>),
+}
+
+/// State shared between the writer, the relay and the admin endpoints.
+#[derive(Default)]
+pub struct StoreState {
+    /// Unpublished events. Counted once at open, then kept by the writer.
+    pub backlog: AtomicU64,
+    /// False after a failed commit, true again after the next good one.
+    pub writable: AtomicBool,
+    /// Unix ms of the writer's last sign of life, for the systemd watchdog.
+    pub writer_heartbeat_ms: AtomicI64,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    tx: mpsc::Sender<Command>,
+    reader: Arc<Mutex<Connection>>,
+    path: PathBuf,
+    pub state: Arc<StoreState>,
+    /// Woken after every commit that stored something new, so the relay needs no polling.
+    pub new_events: Arc<Notify>,
+}
+
+pub fn now_ms() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+impl Store {
+    /// Opens (creating and migrating) the file and starts the writer thread.
+    pub fn open(
+        path: &Path,
+        sync: Synchronous,
+    ) -> Result<(Store, std::thread::JoinHandle<()>), StoreError> {
+        let mut conn = schema::open(path, sync)?;
+        schema::migrate(&mut conn)?;
+        let reader = schema::open(path, sync)?;
+        let backlog = queries::count_pending(&reader)?;
+        let state = Arc::new(StoreState {
+            backlog: AtomicU64::new(backlog),
+            writable: AtomicBool::new(true),
+            writer_heartbeat_ms: AtomicI64::new(now_ms()),
+        });
+        let new_events = Arc::new(Notify::new());
+        // Bounded: when the disk is slower than intake, requests wait here instead of piling up.
+        let (tx, rx) = mpsc::channel(8192);
+        let handle = writer::spawn(conn, rx, state.clone(), new_events.clone())
+            .map_err(|e| StoreError::Unavailable(format!("cannot start writer thread: {e}")))?;
+        Ok((
+            Store {
+                tx,
+                reader: Arc::new(Mutex::new(reader)),
+                path: path.to_path_buf(),
+                state,
+                new_events,
+            },
+            handle,
+        ))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Resolves only after the transaction holding the event has committed (and, with
+    /// `synchronous = "full"`, reached the disk).
+    pub async fn insert(&self, event: Event) -> Result<Inserted, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Insert(Box::new(event), tx))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    pub async fn mark_published(&self, seqs: Vec<i64>) -> Result<u64, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Command::MarkPublished(seqs, tx))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    pub async fn purge_published_before(&self, cutoff_ms: i64) -> Result<u64, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Purge(cutoff_ms, tx))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Runs a read query on the shared reader connection, off the async threads.
+    pub async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let reader = self.reader.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = reader.lock().unwrap_or_else(|p| p.into_inner());
+            f(&conn).map_err(StoreError::from)
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("reader task failed: {e}")))?
+    }
+
+    pub fn backlog(&self) -> u64 {
+        self.state.backlog.load(Ordering::Relaxed)
+    }
+
+    pub fn writable(&self) -> bool {
+        self.state.writable.load(Ordering::Relaxed)
+    }
+}
