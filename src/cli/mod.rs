@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use crate::config::{Config, ConfigError};
 
 mod events;
-mod simulate;
+pub mod simulate;
 
 pub const EXIT_RUNTIME: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;

@@ -78,6 +78,11 @@ impl Store {
         path: &Path,
         sync: Synchronous,
     ) -> Result<(Store, std::thread::JoinHandle<()>), StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
+            })?;
+        }
         let mut conn = schema::open(path, sync)?;
         schema::migrate(&mut conn)?;
         let reader = schema::open(path, sync)?;
@@ -156,7 +161,10 @@ impl Store {
         self.state.backlog.load(Ordering::Relaxed)
     }
 
+    /// The last commit worked and the writer thread is alive (it beats at least every second,
+    /// so a dead or wedged writer turns the store unwritable within seconds).
     pub fn writable(&self) -> bool {
-        self.state.writable.load(Ordering::Relaxed)
+        let beat = self.state.writer_heartbeat_ms.load(Ordering::Relaxed);
+        self.state.writable.load(Ordering::Relaxed) && now_ms() - beat < 10_000
     }
 }

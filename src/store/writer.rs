@@ -86,7 +86,7 @@ fn recv_timeout(
     rx: &mut mpsc::Receiver<Command>,
     timeout: Duration,
 ) -> Recv {
-    match rt.block_on(tokio::time::timeout(timeout, rx.recv())) {
+    match rt.block_on(async { tokio::time::timeout(timeout, rx.recv()).await }) {
         Ok(Some(c)) => Recv::Got(c),
         Ok(None) => Recv::Closed,
         Err(_) => Recv::Idle,
@@ -187,26 +187,15 @@ fn commit_batch(
     match result {
         Ok(done) => {
             state.writable.store(true, Ordering::Relaxed);
-            let mut added = 0u64;
-            let mut removed = 0u64;
-            for (cmd, d) in batch.drain(..).zip(done) {
-                match (cmd, d) {
-                    (Command::Insert(_, reply), Done::Insert(r)) => {
-                        if r == Inserted::New {
-                            added += 1;
-                        }
-                        let _ = reply.send(Ok(r));
-                    }
-                    (Command::MarkPublished(_, reply), Done::Marked(n)) => {
-                        removed += n;
-                        let _ = reply.send(Ok(n));
-                    }
-                    (Command::Purge(_, reply), Done::Purged(n)) => {
-                        let _ = reply.send(Ok(n));
-                    }
-                    _ => unreachable!("results are produced in command order"),
-                }
-            }
+            // Counters first, replies after: whoever sees a 200 must also see it in the backlog.
+            let added = done
+                .iter()
+                .filter(|d| matches!(d, Done::Insert(Inserted::New)))
+                .count() as u64;
+            let removed: u64 = done
+                .iter()
+                .map(|d| if let Done::Marked(n) = d { *n } else { 0 })
+                .sum();
             state.backlog.fetch_add(added, Ordering::Relaxed);
             let _ = state
                 .backlog
@@ -215,6 +204,18 @@ fn commit_batch(
                 });
             if added > 0 {
                 notify.notify_one();
+            }
+            for (cmd, d) in batch.drain(..).zip(done) {
+                match (cmd, d) {
+                    (Command::Insert(_, reply), Done::Insert(r)) => {
+                        let _ = reply.send(Ok(r));
+                    }
+                    (Command::MarkPublished(_, reply), Done::Marked(n))
+                    | (Command::Purge(_, reply), Done::Purged(n)) => {
+                        let _ = reply.send(Ok(n));
+                    }
+                    _ => unreachable!("results are produced in command order"),
+                }
             }
         }
         Err(e) => {

@@ -1,0 +1,515 @@
+//! Real parts for the integration tests: a private RabbitMQ node on free ports, the real
+//! `payhook` binary with a config in a temp dir, real HTTP over loopback, keys made here.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use lapin::options::{BasicAckOptions, BasicGetOptions, QueuePurgeOptions};
+use lapin::{Connection, ConnectionProperties};
+use rsa::RsaPrivateKey;
+use rsa::pkcs1v15::SigningKey;
+use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
+use sha2::Sha256;
+
+pub const RABBITMQ_SERVER: &str = "/usr/lib/rabbitmq/bin/rabbitmq-server";
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+pub fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+fn wait_for_port(port: u16, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+/// A private RabbitMQ node: its own data dir, cookie, node name and ports. Killed on drop, and
+/// by a reaper if the test process dies first, so no broker outlives the run.
+pub struct Broker {
+    dir: tempfile::TempDir,
+    node: String,
+    pub port: u16,
+    dist_port: u16,
+    child: std::sync::Mutex<Option<Child>>,
+}
+
+impl Broker {
+    pub fn start() -> Broker {
+        assert!(
+            Path::new(RABBITMQ_SERVER).exists(),
+            "RabbitMQ is not installed ({RABBITMQ_SERVER} is missing). Install it with \
+             `sudo apt-get install rabbitmq-server`, or run the whole suite with scripts/test, \
+             which installs it."
+        );
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("enabled_plugins"), "[].\n").expect("write enabled_plugins");
+        let broker = Broker {
+            dir,
+            node: format!("{}@localhost", unique("payhook-test")),
+            port: free_port(),
+            dist_port: free_port(),
+            child: std::sync::Mutex::new(None),
+        };
+        broker.spawn_node();
+        broker
+    }
+
+    fn spawn_node(&self) {
+        use std::os::unix::process::CommandExt;
+        let dir = self.dir.path();
+        let log = std::fs::File::create(dir.join("server.out")).expect("log file");
+        let child = Command::new(RABBITMQ_SERVER)
+            .env("HOME", dir)
+            .env("RABBITMQ_NODENAME", &self.node)
+            .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
+            .env("RABBITMQ_NODE_PORT", self.port.to_string())
+            .env("RABBITMQ_DIST_PORT", self.dist_port.to_string())
+            .env("RABBITMQ_MNESIA_BASE", dir.join("mnesia"))
+            .env("RABBITMQ_LOG_BASE", dir.join("log"))
+            .env("RABBITMQ_ENABLED_PLUGINS_FILE", dir.join("enabled_plugins"))
+            .env("RABBITMQ_CONFIG_FILE", dir.join("rabbitmq"))
+            .env("RABBITMQ_ADVANCED_CONFIG_FILE", dir.join("advanced.config"))
+            .env("RABBITMQ_PID_FILE", dir.join("pid"))
+            .stdout(log.try_clone().expect("log file"))
+            .stderr(log)
+            .stdin(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("start rabbitmq-server");
+        // The reaper: if this test process dies without dropping us, kill the broker's group.
+        let _ = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "while kill -0 {} 2>/dev/null; do sleep 1; done; kill -s KILL -- -{} 2>/dev/null",
+                std::process::id(),
+                child.id()
+            ))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        *self.child.lock().unwrap_or_else(|p| p.into_inner()) = Some(child);
+        if !wait_for_port(self.port, Duration::from_secs(90)) {
+            let out = std::fs::read_to_string(dir.join("server.out")).unwrap_or_default();
+            panic!("RabbitMQ did not start within 90 s; its output:\n{out}");
+        }
+    }
+
+    /// The broker every test may share; tests keep apart by their own exchange and queue names.
+    pub fn shared() -> &'static Broker {
+        static SHARED: OnceLock<Broker> = OnceLock::new();
+        SHARED.get_or_init(Broker::start)
+    }
+
+    pub fn url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+    }
+
+    /// The broker dies at once (SIGKILL to the whole node): connections drop, the port closes.
+    pub fn crash(&self) {
+        if let Some(mut child) = self.child.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = Command::new("kill")
+                .args(["-s", "KILL", "--"])
+                .arg(format!("-{}", child.id()))
+                .status();
+            let _ = child.wait();
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Starts the same node again on the same port and data (durable queues come back).
+    pub fn restart(&self) {
+        self.spawn_node();
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.crash();
+    }
+}
+
+/// A consumer on the test's queue.
+pub struct Consumer {
+    conn: Connection,
+    channel: lapin::Channel,
+    queue: String,
+}
+
+pub struct Message {
+    pub routing_key: String,
+    pub properties: lapin::BasicProperties,
+    pub body: serde_json::Value,
+}
+
+impl Message {
+    pub fn header(&self, name: &str) -> Option<String> {
+        let headers = self.properties.headers().as_ref()?;
+        match headers.inner().get(name)? {
+            lapin::types::AMQPValue::LongString(s) => Some(s.to_string()),
+            other => Some(format!("{other:?}")),
+        }
+    }
+}
+
+impl Consumer {
+    pub async fn connect(url: &str, queue: &str) -> Consumer {
+        let conn = Connection::connect(url, ConnectionProperties::default())
+            .await
+            .expect("test consumer connects");
+        let channel = conn.create_channel().await.expect("channel");
+        Consumer {
+            conn,
+            channel,
+            queue: queue.to_string(),
+        }
+    }
+
+    /// Takes every message that arrives until `n` have come or `timeout` passes.
+    pub async fn take(&self, n: usize, timeout: Duration) -> Vec<Message> {
+        let deadline = Instant::now() + timeout;
+        let mut out = Vec::new();
+        while out.len() < n && Instant::now() < deadline {
+            match self
+                .channel
+                .basic_get(self.queue.as_str().into(), BasicGetOptions::default())
+                .await
+            {
+                Ok(Some(m)) => {
+                    let d = m.delivery;
+                    let _ = d.acker.ack(BasicAckOptions::default()).await;
+                    out.push(Message {
+                        routing_key: d.routing_key.to_string(),
+                        properties: d.properties.clone(),
+                        body: serde_json::from_slice(&d.data).expect("message body is JSON"),
+                    });
+                }
+                Ok(None) => tokio::time::sleep(Duration::from_millis(50)).await,
+                Err(e) => panic!("basic_get failed: {e}"),
+            }
+        }
+        out
+    }
+
+    /// Waits a little to be sure nothing more arrives.
+    pub async fn expect_no_more(&self, wait: Duration) {
+        let extra = self.take(1, wait).await;
+        assert!(extra.is_empty(), "unexpected message: {:?}", extra[0].body);
+    }
+
+    pub async fn purge(&self) {
+        let _ = self
+            .channel
+            .queue_purge(self.queue.as_str().into(), QueuePurgeOptions::default())
+            .await;
+    }
+
+    pub async fn close(self) {
+        let _ = self.conn.close(200, "bye".into()).await;
+    }
+}
+
+/// An RSA key pair made for this run, as Ping++ would hold the private half.
+pub struct Keys {
+    pub signing: SigningKey<Sha256>,
+    pub private_pem: String,
+    pub public_pem: String,
+}
+
+pub fn keys() -> &'static Keys {
+    static KEYS: OnceLock<Keys> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        let mut rng = rand::thread_rng();
+        let private = RsaPrivateKey::new(&mut rng, 2048).expect("generate RSA key");
+        let public_pem = private
+            .to_public_key()
+            .to_public_key_pem(LineEnding::LF)
+            .expect("public PEM");
+        let private_pem = private
+            .to_pkcs8_pem(LineEnding::LF)
+            .expect("private PEM")
+            .to_string();
+        Keys {
+            signing: SigningKey::new(private),
+            private_pem,
+            public_pem,
+        }
+    })
+}
+
+pub struct DaemonOptions {
+    pub amqp_url: String,
+    pub extra_sources: String,
+    pub store: String,
+    pub server: String,
+}
+
+impl DaemonOptions {
+    pub fn new(amqp_url: &str) -> Self {
+        DaemonOptions {
+            amqp_url: amqp_url.to_string(),
+            extra_sources: String::new(),
+            store: String::new(),
+            server: String::new(),
+        }
+    }
+}
+
+/// The real `payhook serve`, in its own temp dir.
+pub struct Daemon {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub port: u16,
+    pub admin_port: u16,
+    pub exchange: String,
+    pub queue: String,
+    child: Option<Child>,
+}
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_payhook");
+
+impl Daemon {
+    pub fn start(opts: DaemonOptions) -> Daemon {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let admin_port = free_port();
+        let exchange = unique("payhook.test.x");
+        let queue = unique("payhook.test.q");
+        std::fs::write(dir.path().join("pingpp.pem"), &keys().public_pem).expect("write key");
+        let config = dir.path().join("config.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"
+[server]
+listen = "127.0.0.1:{port}"
+max_body_bytes = 65536
+request_timeout = "5s"
+{server}
+
+[admin]
+listen = "127.0.0.1:{admin_port}"
+
+[store]
+path = "payhook.db"
+synchronous = "full"
+{store}
+
+[amqp]
+url = "{url}"
+exchange = "{exchange}"
+queue = "{queue}"
+confirm_timeout = "5s"
+
+[[source]]
+name = "pingpp"
+provider = "pingpp"
+public_keys = ["pingpp.pem"]
+{extra}
+"#,
+                server = opts.server,
+                store = opts.store,
+                url = opts.amqp_url,
+                extra = opts.extra_sources,
+            ),
+        )
+        .expect("write config");
+        let mut d = Daemon {
+            dir,
+            config,
+            port,
+            admin_port,
+            exchange,
+            queue,
+            child: None,
+        };
+        d.spawn();
+        d
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("daemon.log")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// Starts (or restarts) the process and waits until both listeners answer.
+    pub fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("log file");
+        let child = Command::new(BIN)
+            .arg("serve")
+            .arg("--config")
+            .arg(&self.config)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start payhook");
+        self.child = Some(child);
+        if !wait_for_port(self.port, Duration::from_secs(20))
+            || !wait_for_port(self.admin_port, Duration::from_secs(5))
+        {
+            panic!("payhook did not start; its log:\n{}", self.log());
+        }
+    }
+
+    pub fn url(&self, source: &str) -> String {
+        format!("http://127.0.0.1:{}/hooks/{source}", self.port)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.admin_port)
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("daemon running");
+        let _ = Command::new("kill")
+            .args(["-s", "TERM", "--"])
+            .arg(c.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = c.try_wait() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                panic!(
+                    "payhook did not exit within 30 s of SIGTERM; log:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn run_cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(BIN)
+            .args(args)
+            .arg("--config")
+            .arg(&self.config)
+            .output()
+            .expect("run payhook")
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+pub fn client() -> HttpClient {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub headers: hyper::HeaderMap,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|_| panic!("JSON body expected, got {:?}", self.body))
+    }
+}
+
+pub async fn send(
+    client: &HttpClient,
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> Reply {
+    let mut req = hyper::Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = client
+        .request(req.body(Full::new(body.into())).expect("request"))
+        .await
+        .expect("HTTP request");
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    Reply {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
+}
+
+/// Posts a Ping++ event signed with this run's key.
+pub async fn post_pingpp(client: &HttpClient, url: &str, body: &str) -> Reply {
+    let sig = payhook::cli::simulate::pingpp_sign(&keys().signing, body.as_bytes());
+    send(
+        client,
+        "POST",
+        url,
+        &[
+            ("content-type", "application/json"),
+            ("x-pingplusplus-signature", &sig),
+        ],
+        body.to_string(),
+    )
+    .await
+}
+
+pub fn sample_event() -> String {
+    payhook::cli::simulate::pingpp_event("charge.succeeded", &mut rand::thread_rng())
+}
+
+pub fn shared_vectors() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/vectors")
+}

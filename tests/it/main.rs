@@ -1,0 +1,6 @@
+//! End-to-end tests: the real daemon, a real RabbitMQ node, a real SQLite file, real HTTP.
+
+mod harness;
+mod intake;
+mod pingpp;
+mod reliability;
