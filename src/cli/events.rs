@@ -75,6 +75,17 @@ fn open(config: Option<&Path>) -> Result<Connection, Failure> {
     Ok(conn)
 }
 
+/// The fields `events list --json` and `events show` share.
+fn row_json(r: &queries::EventRow) -> serde_json::Value {
+    serde_json::json!({
+        "id": r.id, "source": r.source, "provider": r.provider,
+        "event_type": r.event_type, "dedup_key": r.dedup_key,
+        "state": if r.published_at_ms.is_some() { "published" } else { "pending" },
+        "received_at": fmt_ms(r.received_at_ms),
+        "published_at": r.published_at_ms.map(fmt_ms),
+    })
+}
+
 fn fmt_ms(ms: i64) -> String {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .map(crate::event::rfc3339_millis)
@@ -102,14 +113,7 @@ pub fn run(config: Option<&Path>, cmd: EventsCommand) -> Result<(), Failure> {
                 queries::list(&conn, source.as_deref(), state, limit).map_err(Failure::runtime)?;
             if json {
                 for r in &rows {
-                    let v = serde_json::json!({
-                        "id": r.id, "source": r.source, "provider": r.provider,
-                        "event_type": r.event_type, "dedup_key": r.dedup_key,
-                        "state": if r.published_at_ms.is_some() { "published" } else { "pending" },
-                        "received_at": fmt_ms(r.received_at_ms),
-                        "published_at": r.published_at_ms.map(fmt_ms),
-                    });
-                    let _ = writeln!(out, "{v}");
+                    let _ = writeln!(out, "{}", row_json(r));
                 }
             } else {
                 let _ = writeln!(
@@ -144,16 +148,12 @@ pub fn run(config: Option<&Path>, cmd: EventsCommand) -> Result<(), Failure> {
             } else {
                 let message: serde_json::Value =
                     serde_json::from_slice(&row.message).unwrap_or_default();
-                let v = serde_json::json!({
-                    "id": row.id, "source": row.source, "provider": row.provider,
-                    "event_type": row.event_type, "dedup_key": row.dedup_key,
-                    "state": if row.published_at_ms.is_some() { "published" } else { "pending" },
-                    "received_at": fmt_ms(row.received_at_ms),
-                    "published_at": row.published_at_ms.map(fmt_ms),
-                    "content_type": row.content_type,
-                    "body_bytes": row.body.len(),
-                    "cloudevent": message,
-                });
+                let mut v = row_json(&row);
+                if let Some(obj) = v.as_object_mut() {
+                    obj.insert("content_type".into(), row.content_type.clone().into());
+                    obj.insert("body_bytes".into(), row.body.len().into());
+                    obj.insert("cloudevent".into(), message);
+                }
                 let _ = writeln!(
                     out,
                     "{}",

@@ -116,27 +116,26 @@ impl Store {
     /// Resolves only after the transaction holding the event has committed (and, with
     /// `synchronous = "full"`, reached the disk).
     pub async fn insert(&self, event: Event) -> Result<Inserted, StoreError> {
-        let (tx, rx) = oneshot::channel();
-        self.tx
-            .send(Command::Insert(Box::new(event), tx))
+        self.ask(|reply| Command::Insert(Box::new(event), reply))
             .await
-            .map_err(|_| StoreError::Closed)?;
-        rx.await.map_err(|_| StoreError::Closed)?
     }
 
     pub async fn mark_published(&self, seqs: Vec<i64>) -> Result<u64, StoreError> {
-        let (tx, rx) = oneshot::channel();
-        self.tx
-            .send(Command::MarkPublished(seqs, tx))
-            .await
-            .map_err(|_| StoreError::Closed)?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        self.ask(|reply| Command::MarkPublished(seqs, reply)).await
     }
 
     pub async fn purge_published_before(&self, cutoff_ms: i64) -> Result<u64, StoreError> {
+        self.ask(|reply| Command::Purge(cutoff_ms, reply)).await
+    }
+
+    /// Hands a command to the writer and waits for the commit that carries it.
+    async fn ask<T>(
+        &self,
+        command: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Command,
+    ) -> Result<T, StoreError> {
         let (tx, rx) = oneshot::channel();
         self.tx
-            .send(Command::Purge(cutoff_ms, tx))
+            .send(command(tx))
             .await
             .map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?

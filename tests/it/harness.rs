@@ -13,7 +13,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use lapin::options::{BasicAckOptions, BasicGetOptions, QueuePurgeOptions};
+use lapin::options::{BasicAckOptions, BasicGetOptions};
 use lapin::{Connection, ConnectionProperties};
 use rsa::RsaPrivateKey;
 use rsa::pkcs1v15::SigningKey;
@@ -229,13 +229,6 @@ impl Consumer {
         assert!(extra.is_empty(), "unexpected message: {:?}", extra[0].body);
     }
 
-    pub async fn purge(&self) {
-        let _ = self
-            .channel
-            .queue_purge(self.queue.as_str().into(), QueuePurgeOptions::default())
-            .await;
-    }
-
     pub async fn close(self) {
         let _ = self.conn.close(200, "bye".into()).await;
     }
@@ -293,7 +286,6 @@ pub struct Daemon {
     pub config: PathBuf,
     pub port: u16,
     pub admin_port: u16,
-    pub exchange: String,
     pub queue: String,
     child: Option<Child>,
 }
@@ -351,7 +343,6 @@ public_keys = ["pingpp.pem"]
             config,
             port,
             admin_port,
-            exchange,
             queue,
             child: None,
         };
@@ -390,6 +381,30 @@ public_keys = ["pingpp.pem"]
         {
             panic!("payhook did not start; its log:\n{}", self.log());
         }
+        // Every test starts with its broker up: wait until the relay has declared the topology,
+        // so a consumer never looks for a queue that is about to exist.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.readyz_raw().contains("\"broker\":\"connected\"") {
+            if Instant::now() > deadline {
+                panic!(
+                    "payhook never connected to the broker; its log:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `/readyz` over a plain socket, for the synchronous parts of the harness.
+    fn readyz_raw(&self) -> String {
+        use std::io::{Read, Write};
+        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.admin_port)) else {
+            return String::new();
+        };
+        let _ = s.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
     }
 
     pub fn url(&self, source: &str) -> String {
@@ -398,6 +413,24 @@ public_keys = ["pingpp.pem"]
 
     pub fn admin_url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.admin_port)
+    }
+
+    /// Polls `/readyz` until its JSON satisfies `cond` (or the time is up; the caller's next
+    /// assertion then says what is wrong).
+    pub async fn wait_readyz(
+        &self,
+        http: &HttpClient,
+        within: Duration,
+        cond: impl Fn(&serde_json::Value) -> bool,
+    ) {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            let r = send(http, "GET", &self.admin_url("/readyz"), &[], "").await;
+            if cond(&r.json()) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     pub fn kill9(&mut self) {

@@ -190,3 +190,84 @@ async fn admin_endpoints_answer() {
         r.body
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulate_and_check_config_work_against_a_running_daemon() {
+    let broker = Broker::shared();
+    let daemon = Daemon::start(DaemonOptions::new(&broker.url()));
+    let consumer = Consumer::connect(&broker.url(), &daemon.queue).await;
+
+    let out = daemon.run_cli(&["check-config"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("/hooks/pingpp") && text.contains("guest:***@"),
+        "{text}"
+    );
+
+    let key = daemon.dir.path().join("private.pem");
+    std::fs::write(&key, &keys().private_pem).unwrap();
+    let key = key.to_str().unwrap().to_string();
+    let out = tokio::task::spawn_blocking({
+        let config = daemon.config.clone();
+        move || {
+            std::process::Command::new(BIN)
+                .args([
+                    "simulate",
+                    "--source",
+                    "pingpp",
+                    "--count",
+                    "30",
+                    "--concurrency",
+                    "4",
+                ])
+                .args([
+                    "--duplicates",
+                    "20",
+                    "--rate",
+                    "200/s",
+                    "--private-key",
+                    &key,
+                    "--config",
+                ])
+                .arg(config)
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("sent:      30 of 30"), "{text}");
+    assert!(text.contains("200=30"), "{text}");
+    assert!(text.contains("p99="), "{text}");
+    // Duplicates are acknowledged but published once: between 1 and 30 distinct messages.
+    let msgs = consumer.take(30, Duration::from_secs(5)).await;
+    let ids: std::collections::HashSet<_> = msgs.iter().map(|m| m.body["id"].to_string()).collect();
+    assert_eq!(ids.len(), msgs.len(), "no event published twice");
+    assert!(!msgs.is_empty() && msgs.len() <= 30);
+
+    // A config error exits 78 and names the key.
+    std::fs::write(
+        daemon.dir.path().join("bad.toml"),
+        "[server]\nlisten = \"127.0.0.1:1\"\nbogus = 1\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["check-config", "--config"])
+        .arg(daemon.dir.path().join("bad.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bogus"));
+    consumer.close().await;
+}

@@ -23,14 +23,9 @@ async fn broker_outage_does_not_stop_intake_and_events_go_out_in_order_after() {
     let warmup: Value = serde_json::from_str(&warmup).unwrap();
     consumer.close().await;
     // Let the relay record the warm-up's confirm, so the backlog below counts only the outage.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while std::time::Instant::now() < deadline {
-        let r = send(&http, "GET", &daemon.admin_url("/readyz"), &[], "").await;
-        if r.json()["backlog"] == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    daemon
+        .wait_readyz(&http, Duration::from_secs(10), |j| j["backlog"] == 0)
+        .await;
     broker.crash();
 
     let mut sent = Vec::new();
@@ -59,14 +54,11 @@ async fn broker_outage_does_not_stop_intake_and_events_go_out_in_order_after() {
     broker.restart();
     // A killed node may forget a queue declared seconds before; the relay declares it again on
     // reconnect, so read only once the relay is back.
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while std::time::Instant::now() < deadline {
-        let r = send(&http, "GET", &daemon.admin_url("/readyz"), &[], "").await;
-        if r.json()["broker"] == "connected" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    daemon
+        .wait_readyz(&http, Duration::from_secs(60), |j| {
+            j["broker"] == "connected"
+        })
+        .await;
     let consumer = Consumer::connect(&broker.url(), &daemon.queue).await;
     // The broker was killed, so it may redeliver the warm-up message whose ack it never wrote.
     let mut got = Vec::new();
