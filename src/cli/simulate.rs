@@ -15,7 +15,8 @@ use rand::Rng;
 use tokio::sync::Mutex;
 
 use super::{ConfigArg, Failure, load_config};
-use crate::providers::ProviderConfig;
+use crate::config::SecretString;
+use crate::providers::{ProviderConfig, pinddpay};
 
 #[derive(Args)]
 pub struct SimulateArgs {
@@ -64,6 +65,11 @@ pub struct Sample {
 /// Builds signed samples for one source.
 enum Signer {
     Pingpp(rsa::pkcs1v15::SigningKey<sha2::Sha256>),
+    Pinddpay {
+        secret: SecretString,
+        scheme: pinddpay::SignScheme,
+        app_id: Option<String>,
+    },
 }
 
 fn load_private_key(path: &PathBuf) -> Result<rsa::RsaPrivateKey, Failure> {
@@ -91,8 +97,64 @@ impl Signer {
                     body: Bytes::from(body),
                 }
             }
+            Signer::Pinddpay {
+                secret,
+                scheme,
+                app_id,
+            } => {
+                let body = pinddpay_event(
+                    event_type.unwrap_or("order.paid"),
+                    app_id.as_deref().unwrap_or("app_simulate"),
+                    rng,
+                );
+                Sample {
+                    content_type: "application/json",
+                    headers: vec![(
+                        pinddpay::SIGNATURE_HEADER,
+                        pinddpay::sign(*scheme, body.as_bytes(), secret.expose()),
+                    )],
+                    body: Bytes::from(body),
+                }
+            }
         }
     }
+}
+
+/// A Pinddpay webhook shaped like the documented ones (`order.paid` unless told otherwise).
+pub fn pinddpay_event(event_name: &str, app_id: &str, rng: &mut impl Rng) -> String {
+    let now = time::OffsetDateTime::now_utc();
+    let at = now
+        .format(time::macros::format_description!(
+            "[year]-[month]-[day] [hour]:[minute]:[second]"
+        ))
+        .unwrap_or_default();
+    let n: u64 = rng.gen_range(100_000_000..999_999_999);
+    let cents: u64 = rng.gen_range(100..100_000);
+    let amount = format!("{}.{:02}", cents / 100, cents % 100);
+    let status = event_name.rsplit('.').next().unwrap_or("paid");
+    let mut event = serde_json::json!({
+        "eventId": format!("evt{n}{:06}", rng.gen_range(0..1_000_000u32)),
+        "eventAt": at,
+        "eventName": event_name,
+        "appId": app_id,
+        "order": {
+            "id": format!("{n}"), "merchantOrderNo": format!("M{n}"), "email": "buyer@example.com",
+            "amount": amount, "quantity": 1, "tradeNo": format!("T{n}"), "currency": "USD",
+            "country": "US", "status": status, "statusEn": status, "paymentMethod": "card",
+            "rate": "1.0000"
+        },
+        "transaction": {"tradeNo": format!("T{n}"), "capturedAmount": amount, "currency": "USD"},
+    });
+    if event_name.starts_with("refund.") {
+        event["refund"] = serde_json::json!({
+            "id": format!("R{n}"), "refundAmount": amount, "currency": "USD", "refundAt": at,
+        });
+    } else if event_name.starts_with("dispute.") {
+        event["dispute"] = serde_json::json!({
+            "id": format!("D{n}"), "reason": "fraudulent", "disputeAt": at, "status": status,
+        });
+    }
+    event.to_string()
 }
 
 pub fn pingpp_sign(key: &rsa::pkcs1v15::SigningKey<sha2::Sha256>, body: &[u8]) -> String {
@@ -157,6 +219,14 @@ pub fn run(a: SimulateArgs) -> Result<(), Failure> {
                 .ok_or_else(|| Failure::usage("Ping++ samples need --private-key PEM"))?;
             Signer::Pingpp(rsa::pkcs1v15::SigningKey::new(load_private_key(path)?))
         }
+        ProviderConfig::Pinddpay(c) => Signer::Pinddpay {
+            secret: c
+                .secret
+                .resolve(&config.base_dir)
+                .map_err(|e| Failure::config(format!("source {}: secret: {e}", a.source)))?,
+            scheme: c.sign_scheme,
+            app_id: c.app_id.clone(),
+        },
     };
     if !(0.0..=100.0).contains(&a.duplicates) {
         return Err(Failure::usage("--duplicates is a percentage, 0 to 100"));
