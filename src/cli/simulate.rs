@@ -16,7 +16,7 @@ use tokio::sync::Mutex;
 
 use super::{ConfigArg, Failure, load_config};
 use crate::config::SecretString;
-use crate::providers::{ProviderConfig, pinddpay};
+use crate::providers::{ProviderConfig, pinddpay, pingpong};
 
 #[derive(Args)]
 pub struct SimulateArgs {
@@ -25,7 +25,9 @@ pub struct SimulateArgs {
     /// The configured source to send to
     #[arg(long)]
     source: String,
-    /// Event type (provider-specific; default: a successful payment)
+    /// Event type (provider-specific; default: a successful payment). Pinddpay: the eventName;
+    /// PingPong: recharge, refund, capture, void, auth, failed, dispute or v2; WeChat alarm: the
+    /// ErrorType (default 1001)
     #[arg(long = "type")]
     event_type: Option<String>,
     #[arg(long, default_value_t = 1)]
@@ -69,6 +71,10 @@ enum Signer {
         secret: SecretString,
         scheme: pinddpay::SignScheme,
         app_id: Option<String>,
+    },
+    Pingpong {
+        salt: SecretString,
+        acc_id: String,
     },
 }
 
@@ -116,6 +122,133 @@ impl Signer {
                     body: Bytes::from(body),
                 }
             }
+            Signer::Pingpong { salt, acc_id } => {
+                let (content_type, body) =
+                    pingpong_sample(salt.expose(), acc_id, event_type.unwrap_or("recharge"), rng);
+                Sample {
+                    content_type,
+                    headers: Vec::new(),
+                    body: Bytes::from(body),
+                }
+            }
+        }
+    }
+}
+
+/// A signed PingPong notification. `kind`: `recharge` (default), `refund`, `capture`, `void`,
+/// `auth`, `failed` (V4 JSON, SHA256), `dispute` (flat JSON), `v2` (form-encoded, MD5).
+pub fn pingpong_sample(
+    salt: &str,
+    acc_id: &str,
+    kind: &str,
+    rng: &mut impl Rng,
+) -> (&'static str, String) {
+    use serde_json::json;
+    let now_ms = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
+    let n: u64 = rng.gen_range(1_000_000_000..9_999_999_999);
+    let cents: u64 = rng.gen_range(100..100_000);
+    let amount = format!("{}.{:02}0000", cents / 100, cents % 100);
+    let client_id = acc_id.get(..19).unwrap_or(acc_id);
+    let kind = kind.to_ascii_lowercase();
+    match kind.as_str() {
+        "dispute" => {
+            let body = pingpong::signed_json(
+                salt,
+                pingpong::SignType::Sha256,
+                &[
+                    ("accId", json!(acc_id)),
+                    ("disputePspReference", json!(format!("DP{n}"))),
+                    ("merchantReference", json!(format!("PMT-{n}"))),
+                    ("originalReference", json!(format!("2023{n}"))),
+                    ("eventCode", json!("NOTIFICATION_OF_CHARGEBACK")),
+                    ("eventDate", json!(now_ms.to_string())),
+                    ("chargebackStatus", json!("CHARGEBACK")),
+                    ("amount", json!(amount)),
+                    ("currency", json!("USD")),
+                    ("reason", json!("Fraud")),
+                    ("defendable", json!(true)),
+                    ("signType", json!("SHA256")),
+                ],
+            );
+            ("application/json", body)
+        }
+        "v2" => {
+            let t = time::OffsetDateTime::now_utc()
+                .format(time::macros::format_description!(
+                    "[year][month][day][hour][minute][second]"
+                ))
+                .unwrap_or_default();
+            let (amount, txn, order) = (
+                format!("{}.{:02}", cents / 100, cents % 100),
+                format!("PS{n}"),
+                format!("M-{n}"),
+            );
+            let body = pingpong::signed_form(
+                salt,
+                &[
+                    ("accId", acc_id),
+                    ("clientId", client_id),
+                    ("amount", &amount),
+                    ("currency", "USD"),
+                    ("code", "000000"),
+                    ("description", "Transaction succeeded"),
+                    ("merchantTransactionId", &order),
+                    ("transactionId", &txn),
+                    ("transactionTime", &t),
+                    ("status", "SUCCESS"),
+                    ("paymentType", "SALE"),
+                    ("signType", "MD5"),
+                    ("token", ""),
+                ],
+            );
+            ("application/x-www-form-urlencoded", body)
+        }
+        _ => {
+            let (notify, status) = match kind.as_str() {
+                "refund" => ("REFUND", "SUCCESS"),
+                "capture" => ("CAPTURE", "SUCCESS"),
+                "void" => ("VOID", "SUCCESS"),
+                "auth" => ("RECHARGE", "AUTH_SUCCESS"),
+                "failed" => ("RECHARGE", "FAILED"),
+                _ => ("RECHARGE", "SUCCESS"),
+            };
+            let mut biz = json!({
+                "amount": amount, "currency": "USD", "merchantTransactionId": format!("PMT-{n}"),
+                "transactionId": format!("2023{n}"), "notifyType": notify, "status": status,
+            });
+            let t = now_ms.to_string();
+            match notify {
+                "REFUND" => {
+                    biz["refundTime"] = json!(t);
+                    biz["refundId"] = json!(format!("2024{n}"));
+                    biz["merchantRefundId"] = json!(format!("RF-{n}"));
+                }
+                "CAPTURE" => {
+                    biz["captureTime"] = json!(t);
+                    biz["merchantCaptureId"] = json!(format!("CP-{n}"));
+                }
+                "VOID" => {
+                    biz["voidTime"] = json!(t);
+                    biz["merchantVoidId"] = json!(format!("VD-{n}"));
+                }
+                _ => {
+                    biz["transactionTime"] = json!(t);
+                    biz["paymentMethod"] = json!({"type": "scheme", "brand": "VISA"});
+                }
+            }
+            let body = pingpong::signed_json(
+                salt,
+                pingpong::SignType::Sha256,
+                &[
+                    ("accId", json!(acc_id)),
+                    ("clientId", json!(client_id)),
+                    ("code", json!("000000")),
+                    ("description", json!("Transaction succeeded")),
+                    ("signType", json!("SHA256")),
+                    ("bizContent", json!(biz.to_string())),
+                ],
+            );
+            ("application/json", body)
         }
     }
 }
@@ -226,6 +359,17 @@ pub fn run(a: SimulateArgs) -> Result<(), Failure> {
                 .map_err(|e| Failure::config(format!("source {}: secret: {e}", a.source)))?,
             scheme: c.sign_scheme,
             app_id: c.app_id.clone(),
+        },
+        ProviderConfig::Pingpong(c) => Signer::Pingpong {
+            salt: c
+                .salt
+                .resolve(&config.base_dir)
+                .map_err(|e| Failure::config(format!("source {}: salt: {e}", a.source)))?,
+            acc_id: c
+                .acc_ids
+                .as_ref()
+                .and_then(|ids| ids.first().cloned())
+                .unwrap_or_else(|| "2018092714313010016291".to_string()),
         },
     };
     if !(0.0..=100.0).contains(&a.duplicates) {

@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 use crate::event::Normalized;
 
 pub mod pinddpay;
+pub mod pingpong;
 pub mod pingpp;
 
 /// Why a webhook was refused. The HTTP layer maps these to 400 and 401 in one place.
@@ -47,6 +48,7 @@ pub trait Verifier: Send + Sync + 'static {
 pub enum ProviderConfig {
     Pingpp(pingpp::Config),
     Pinddpay(pinddpay::Config),
+    Pingpong(pingpong::Config),
 }
 
 impl ProviderConfig {
@@ -55,6 +57,7 @@ impl ProviderConfig {
         Ok(match self {
             ProviderConfig::Pingpp(c) => Arc::new(pingpp::Pingpp::from_config(c, base)?),
             ProviderConfig::Pinddpay(c) => Arc::new(pinddpay::Pinddpay::from_config(c, base)?),
+            ProviderConfig::Pingpong(c) => Arc::new(pingpong::Pingpong::from_config(c, base)?),
         })
     }
 
@@ -62,6 +65,7 @@ impl ProviderConfig {
         match self {
             ProviderConfig::Pingpp(_) => "pingpp",
             ProviderConfig::Pinddpay(_) => "pinddpay",
+            ProviderConfig::Pingpong(_) => "pingpong",
         }
     }
 }
