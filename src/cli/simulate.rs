@@ -15,7 +15,8 @@ use rand::Rng;
 use tokio::sync::Mutex;
 
 use super::{ConfigArg, Failure, load_config};
-use crate::providers::ProviderConfig;
+use crate::config::SecretString;
+use crate::providers::{ProviderConfig, pinddpay, pingpong};
 
 #[derive(Args)]
 pub struct SimulateArgs {
@@ -24,7 +25,9 @@ pub struct SimulateArgs {
     /// The configured source to send to
     #[arg(long)]
     source: String,
-    /// Event type (provider-specific; default: a successful payment)
+    /// Event type (provider-specific; default: a successful payment). Pinddpay: the eventName;
+    /// PingPong: recharge, refund, capture, void, auth, failed, dispute or v2; WeChat alarm: the
+    /// ErrorType (default 1001)
     #[arg(long = "type")]
     event_type: Option<String>,
     #[arg(long, default_value_t = 1)]
@@ -64,6 +67,15 @@ pub struct Sample {
 /// Builds signed samples for one source.
 enum Signer {
     Pingpp(rsa::pkcs1v15::SigningKey<sha2::Sha256>),
+    Pinddpay {
+        secret: SecretString,
+        scheme: pinddpay::SignScheme,
+        app_id: Option<String>,
+    },
+    Pingpong {
+        salt: SecretString,
+        acc_id: String,
+    },
 }
 
 fn load_private_key(path: &PathBuf) -> Result<rsa::RsaPrivateKey, Failure> {
@@ -91,8 +103,191 @@ impl Signer {
                     body: Bytes::from(body),
                 }
             }
+            Signer::Pinddpay {
+                secret,
+                scheme,
+                app_id,
+            } => {
+                let body = pinddpay_event(
+                    event_type.unwrap_or("order.paid"),
+                    app_id.as_deref().unwrap_or("app_simulate"),
+                    rng,
+                );
+                Sample {
+                    content_type: "application/json",
+                    headers: vec![(
+                        pinddpay::SIGNATURE_HEADER,
+                        pinddpay::sign(*scheme, body.as_bytes(), secret.expose()),
+                    )],
+                    body: Bytes::from(body),
+                }
+            }
+            Signer::Pingpong { salt, acc_id } => {
+                let (content_type, body) =
+                    pingpong_sample(salt.expose(), acc_id, event_type.unwrap_or("recharge"), rng);
+                Sample {
+                    content_type,
+                    headers: Vec::new(),
+                    body: Bytes::from(body),
+                }
+            }
         }
     }
+}
+
+/// A signed PingPong notification. `kind`: `recharge` (default), `refund`, `capture`, `void`,
+/// `auth`, `failed` (V4 JSON, SHA256), `dispute` (flat JSON), `v2` (form-encoded, MD5).
+pub fn pingpong_sample(
+    salt: &str,
+    acc_id: &str,
+    kind: &str,
+    rng: &mut impl Rng,
+) -> (&'static str, String) {
+    use serde_json::json;
+    let now_ms = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
+    let n: u64 = rng.gen_range(1_000_000_000..9_999_999_999);
+    let cents: u64 = rng.gen_range(100..100_000);
+    let amount = format!("{}.{:02}0000", cents / 100, cents % 100);
+    let client_id = acc_id.get(..19).unwrap_or(acc_id);
+    let kind = kind.to_ascii_lowercase();
+    match kind.as_str() {
+        "dispute" => {
+            let body = pingpong::signed_json(
+                salt,
+                pingpong::SignType::Sha256,
+                &[
+                    ("accId", json!(acc_id)),
+                    ("disputePspReference", json!(format!("DP{n}"))),
+                    ("merchantReference", json!(format!("PMT-{n}"))),
+                    ("originalReference", json!(format!("2023{n}"))),
+                    ("eventCode", json!("NOTIFICATION_OF_CHARGEBACK")),
+                    ("eventDate", json!(now_ms.to_string())),
+                    ("chargebackStatus", json!("CHARGEBACK")),
+                    ("amount", json!(amount)),
+                    ("currency", json!("USD")),
+                    ("reason", json!("Fraud")),
+                    ("defendable", json!(true)),
+                    ("signType", json!("SHA256")),
+                ],
+            );
+            ("application/json", body)
+        }
+        "v2" => {
+            let t = time::OffsetDateTime::now_utc()
+                .format(time::macros::format_description!(
+                    "[year][month][day][hour][minute][second]"
+                ))
+                .unwrap_or_default();
+            let (amount, txn, order) = (
+                format!("{}.{:02}", cents / 100, cents % 100),
+                format!("PS{n}"),
+                format!("M-{n}"),
+            );
+            let body = pingpong::signed_form(
+                salt,
+                &[
+                    ("accId", acc_id),
+                    ("clientId", client_id),
+                    ("amount", &amount),
+                    ("currency", "USD"),
+                    ("code", "000000"),
+                    ("description", "Transaction succeeded"),
+                    ("merchantTransactionId", &order),
+                    ("transactionId", &txn),
+                    ("transactionTime", &t),
+                    ("status", "SUCCESS"),
+                    ("paymentType", "SALE"),
+                    ("signType", "MD5"),
+                    ("token", ""),
+                ],
+            );
+            ("application/x-www-form-urlencoded", body)
+        }
+        _ => {
+            let (notify, status) = match kind.as_str() {
+                "refund" => ("REFUND", "SUCCESS"),
+                "capture" => ("CAPTURE", "SUCCESS"),
+                "void" => ("VOID", "SUCCESS"),
+                "auth" => ("RECHARGE", "AUTH_SUCCESS"),
+                "failed" => ("RECHARGE", "FAILED"),
+                _ => ("RECHARGE", "SUCCESS"),
+            };
+            let mut biz = json!({
+                "amount": amount, "currency": "USD", "merchantTransactionId": format!("PMT-{n}"),
+                "transactionId": format!("2023{n}"), "notifyType": notify, "status": status,
+            });
+            let t = now_ms.to_string();
+            match notify {
+                "REFUND" => {
+                    biz["refundTime"] = json!(t);
+                    biz["refundId"] = json!(format!("2024{n}"));
+                    biz["merchantRefundId"] = json!(format!("RF-{n}"));
+                }
+                "CAPTURE" => {
+                    biz["captureTime"] = json!(t);
+                    biz["merchantCaptureId"] = json!(format!("CP-{n}"));
+                }
+                "VOID" => {
+                    biz["voidTime"] = json!(t);
+                    biz["merchantVoidId"] = json!(format!("VD-{n}"));
+                }
+                _ => {
+                    biz["transactionTime"] = json!(t);
+                    biz["paymentMethod"] = json!({"type": "scheme", "brand": "VISA"});
+                }
+            }
+            let body = pingpong::signed_json(
+                salt,
+                pingpong::SignType::Sha256,
+                &[
+                    ("accId", json!(acc_id)),
+                    ("clientId", json!(client_id)),
+                    ("code", json!("000000")),
+                    ("description", json!("Transaction succeeded")),
+                    ("signType", json!("SHA256")),
+                    ("bizContent", json!(biz.to_string())),
+                ],
+            );
+            ("application/json", body)
+        }
+    }
+}
+
+/// A Pinddpay webhook shaped like the documented ones (`order.paid` unless told otherwise).
+pub fn pinddpay_event(event_name: &str, app_id: &str, rng: &mut impl Rng) -> String {
+    let now = time::OffsetDateTime::now_utc();
+    let at = now
+        .format(time::macros::format_description!(
+            "[year]-[month]-[day] [hour]:[minute]:[second]"
+        ))
+        .unwrap_or_default();
+    let n: u64 = rng.gen_range(100_000_000..999_999_999);
+    let cents: u64 = rng.gen_range(100..100_000);
+    let amount = format!("{}.{:02}", cents / 100, cents % 100);
+    let status = event_name.rsplit('.').next().unwrap_or("paid");
+    let mut event = serde_json::json!({
+        "eventId": format!("evt{n}{:06}", rng.gen_range(0..1_000_000u32)),
+        "eventAt": at,
+        "eventName": event_name,
+        "appId": app_id,
+        "order": {
+            "id": format!("{n}"), "merchantOrderNo": format!("M{n}"), "email": "buyer@example.com",
+            "amount": amount, "quantity": 1, "tradeNo": format!("T{n}"), "currency": "USD",
+            "country": "US", "status": status, "statusEn": status, "paymentMethod": "card",
+            "rate": "1.0000"
+        },
+        "transaction": {"tradeNo": format!("T{n}"), "capturedAmount": amount, "currency": "USD"},
+    });
+    if event_name.starts_with("refund.") {
+        event["refund"] = serde_json::json!({
+            "id": format!("R{n}"), "refundAmount": amount, "currency": "USD", "refundAt": at,
+        });
+    } else if event_name.starts_with("dispute.") {
+        event["dispute"] = serde_json::json!({
+            "id": format!("D{n}"), "reason": "fraudulent", "disputeAt": at, "status": status,
+        });
+    }
+    event.to_string()
 }
 
 pub fn pingpp_sign(key: &rsa::pkcs1v15::SigningKey<sha2::Sha256>, body: &[u8]) -> String {
@@ -157,6 +352,25 @@ pub fn run(a: SimulateArgs) -> Result<(), Failure> {
                 .ok_or_else(|| Failure::usage("Ping++ samples need --private-key PEM"))?;
             Signer::Pingpp(rsa::pkcs1v15::SigningKey::new(load_private_key(path)?))
         }
+        ProviderConfig::Pinddpay(c) => Signer::Pinddpay {
+            secret: c
+                .secret
+                .resolve(&config.base_dir)
+                .map_err(|e| Failure::config(format!("source {}: secret: {e}", a.source)))?,
+            scheme: c.sign_scheme,
+            app_id: c.app_id.clone(),
+        },
+        ProviderConfig::Pingpong(c) => Signer::Pingpong {
+            salt: c
+                .salt
+                .resolve(&config.base_dir)
+                .map_err(|e| Failure::config(format!("source {}: salt: {e}", a.source)))?,
+            acc_id: c
+                .acc_ids
+                .as_ref()
+                .and_then(|ids| ids.first().cloned())
+                .unwrap_or_else(|| "2018092714313010016291".to_string()),
+        },
     };
     if !(0.0..=100.0).contains(&a.duplicates) {
         return Err(Failure::usage("--duplicates is a percentage, 0 to 100"));

@@ -10,6 +10,8 @@ use sha2::{Digest, Sha256};
 
 use crate::event::Normalized;
 
+pub mod pinddpay;
+pub mod pingpong;
 pub mod pingpp;
 
 /// Why a webhook was refused. The HTTP layer maps these to 400 and 401 in one place.
@@ -45,6 +47,8 @@ pub trait Verifier: Send + Sync + 'static {
 #[serde(tag = "provider", rename_all = "snake_case")]
 pub enum ProviderConfig {
     Pingpp(pingpp::Config),
+    Pinddpay(pinddpay::Config),
+    Pingpong(pingpong::Config),
 }
 
 impl ProviderConfig {
@@ -52,12 +56,16 @@ impl ProviderConfig {
     pub fn build(&self, base: &Path) -> Result<Arc<dyn Verifier>, String> {
         Ok(match self {
             ProviderConfig::Pingpp(c) => Arc::new(pingpp::Pingpp::from_config(c, base)?),
+            ProviderConfig::Pinddpay(c) => Arc::new(pinddpay::Pinddpay::from_config(c, base)?),
+            ProviderConfig::Pingpong(c) => Arc::new(pingpong::Pingpong::from_config(c, base)?),
         })
     }
 
     pub fn provider_name(&self) -> &'static str {
         match self {
             ProviderConfig::Pingpp(_) => "pingpp",
+            ProviderConfig::Pinddpay(_) => "pinddpay",
+            ProviderConfig::Pingpong(_) => "pingpong",
         }
     }
 }

@@ -3,4 +3,5 @@
 mod harness;
 mod intake;
 mod pingpp;
+mod providers;
 mod reliability;

@@ -1,0 +1,194 @@
+//! Pinddpay and PingPong end to end (WeChat alarms: issue 3, still to come): the providers' own samples (shared vectors)
+//! and samples signed here go through the daemon and the broker with the documented fields.
+
+use std::time::Duration;
+
+use crate::harness::*;
+
+const PP_ACC: &str = "2018092714313010016291";
+const PP_SALT: &str = "F78BC96A55548B2319EE68E0";
+
+fn sources() -> String {
+    format!(
+        r#"
+[[source]]
+name = "pingpong"
+provider = "pingpong"
+salt = "{PP_SALT}"
+acc_ids = ["{PP_ACC}"]
+
+[[source]]
+name = "pingpong_other"
+provider = "pingpong"
+salt = "{PP_SALT}"
+acc_ids = ["1234"]
+
+[[source]]
+name = "pinddpay"
+provider = "pinddpay"
+secret = "s3cret"
+app_id = "app_1"
+"#
+    )
+}
+
+fn vector(path: &str) -> Vec<u8> {
+    let p = shared_vectors().join(path);
+    std::fs::read(&p).unwrap_or_else(|e| panic!("shared vector {}: {e}", p.display()))
+}
+
+fn md5_upper(data: &[u8]) -> String {
+    use md5::{Digest, Md5};
+    hex::encode_upper(Md5::digest(data))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_providers_end_to_end() {
+    let broker = Broker::shared();
+    let mut opts = DaemonOptions::new(&broker.url());
+    opts.extra_sources = sources();
+    let daemon = Daemon::start(opts);
+    let consumer = Consumer::connect(&broker.url(), &daemon.queue).await;
+    let http = client();
+    let json_ct = ("content-type", "application/json");
+
+    // PingPong V4 refund notification.
+    let r = send(
+        &http,
+        "POST",
+        &daemon.url("pingpong"),
+        &[json_ct],
+        vector("pingpong/generated_v4_refund_notification.json"),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (200, "OK"),
+        "log:\n{}",
+        daemon.log()
+    );
+    let m = &consumer.take(1, Duration::from_secs(20)).await[0];
+    let d = &m.body["data"];
+    assert_eq!(m.body["type"], "pingpong.refund.success");
+    assert_eq!(m.routing_key, "pingpong.refund.success");
+    assert_eq!(d["category"], "refund");
+    assert_eq!(d["outcome"], "succeeded");
+    assert_eq!(d["order_no"], "PMT-9ICSCWF9H51695189441815");
+    assert_eq!(d["transaction_id"], "2023092050004595");
+    assert_eq!(d["amount"], "10.00");
+    assert_eq!(d["amount_minor"], 1000);
+    assert_eq!(d["currency"], "USD");
+    assert_eq!(
+        d["dedup_key"],
+        "REFUND:2023092050004595:2023092060000001:SUCCESS"
+    );
+    assert_eq!(d["occurred_at"], "2023-09-20T05:57:21Z");
+    assert_eq!(
+        d["payload"]["bizContent"]["refundId"], "2023092060000001",
+        "bizContent decoded"
+    );
+
+    // PingPong's own signed envelope (SHA256, declined payment).
+    let r = send(
+        &http,
+        "POST",
+        &daemon.url("pingpong"),
+        &[json_ct],
+        vector("pingpong/v4_unifiedPay_response.json"),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let m = &consumer.take(1, Duration::from_secs(20)).await[0];
+    let d = &m.body["data"];
+    assert_eq!(d["outcome"], "failed");
+    assert_eq!(d["order_no"], "PMT-9ICSCWF9H51695189441815");
+    assert_eq!(d["amount"], "100.000000");
+    assert_eq!(d["payload"]["bizContent"]["status"], "FAILED");
+
+    // V2 form notification.
+    let r = send(
+        &http,
+        "POST",
+        &daemon.url("pingpong"),
+        &[("content-type", "application/x-www-form-urlencoded")],
+        vector("pingpong/generated_v2_form_notification.form"),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let m = &consumer.take(1, Duration::from_secs(20)).await[0];
+    let d = &m.body["data"];
+    assert_eq!(d["order_no"], "M-1001");
+    assert_eq!(d["amount_minor"], 10000);
+    assert_eq!(d["currency"], "USD");
+    assert_eq!(d["outcome"], "succeeded");
+    assert_eq!(d["payload"]["token"], "");
+
+    // A foreign account id and a tampered body: 401, nothing published.
+    let r = send(
+        &http,
+        "POST",
+        &daemon.url("pingpong_other"),
+        &[json_ct],
+        vector("pingpong/generated_v4_refund_notification.json"),
+    )
+    .await;
+    assert_eq!(r.status, 401, "{}", r.body);
+    let tampered = String::from_utf8(vector("pingpong/generated_v4_refund_notification.json"))
+        .unwrap()
+        .replace("10.00", "99.00");
+    let r = send(&http, "POST", &daemon.url("pingpong"), &[json_ct], tampered).await;
+    assert_eq!(r.status, 401, "{}", r.body);
+
+    // Pinddpay, signed here with md5(body + secret).
+    let body = r#"{"eventId":"ev_100","eventAt":"2024-05-01 08:00:00","eventName":"refund.succeeded","appId":"app_1","order":{"id":"o1","merchantOrderNo":"M-9","amount":"30.00","currency":"usd","tradeNo":"T-1"},"refund":{"id":"r1","refundAmount":"12.50","currency":"EUR","refundAt":"2024-05-01 08:00:00"}}"#;
+    let sign = md5_upper(format!("{body}s3cret").as_bytes());
+    let r = send(
+        &http,
+        "POST",
+        &daemon.url("pinddpay"),
+        &[json_ct, ("sign-token", &sign)],
+        body,
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (200, "success"),
+        "log:\n{}",
+        daemon.log()
+    );
+    let m = &consumer.take(1, Duration::from_secs(20)).await[0];
+    let d = &m.body["data"];
+    assert_eq!(m.body["type"], "pinddpay.refund.succeeded");
+    assert_eq!(d["category"], "refund");
+    assert_eq!(d["outcome"], "succeeded");
+    assert_eq!(d["order_no"], "M-9");
+    assert_eq!(d["transaction_id"], "T-1");
+    assert_eq!(d["amount"], "12.50");
+    assert_eq!(d["amount_minor"], 1250);
+    assert_eq!(d["currency"], "EUR");
+    assert_eq!(d["occurred_at"], "2024-05-01T08:00:00Z");
+    let r = send(
+        &http,
+        "POST",
+        &daemon.url("pinddpay"),
+        &[json_ct, ("sign-token", &sign.to_lowercase())],
+        body,
+    )
+    .await;
+    assert_eq!(
+        r.status, 200,
+        "hex compared case-insensitively; a duplicate"
+    );
+    let r = send(
+        &http,
+        "POST",
+        &daemon.url("pinddpay"),
+        &[json_ct, ("sign-token", "E10ADC3949BA59ABBE56E057F20F883E")],
+        body,
+    )
+    .await;
+    assert_eq!(r.status, 401);
+
+    consumer.expect_no_more(Duration::from_secs(2)).await;
+    consumer.close().await;
+}
