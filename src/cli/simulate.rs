@@ -16,7 +16,7 @@ use tokio::sync::Mutex;
 
 use super::{ConfigArg, Failure, load_config};
 use crate::config::SecretString;
-use crate::providers::{ProviderConfig, pinddpay, pingpong};
+use crate::providers::{ProviderConfig, pinddpay, pingpong, wechat_alarm};
 
 #[derive(Args)]
 pub struct SimulateArgs {
@@ -76,6 +76,10 @@ enum Signer {
         salt: SecretString,
         acc_id: String,
     },
+    WechatAlarm {
+        app_id: String,
+        app_key: SecretString,
+    },
 }
 
 fn load_private_key(path: &PathBuf) -> Result<rsa::RsaPrivateKey, Failure> {
@@ -127,6 +131,26 @@ impl Signer {
                     pingpong_sample(salt.expose(), acc_id, event_type.unwrap_or("recharge"), rng);
                 Sample {
                     content_type,
+                    headers: Vec::new(),
+                    body: Bytes::from(body),
+                }
+            }
+            Signer::WechatAlarm { app_id, app_key } => {
+                let now = time::OffsetDateTime::now_utc().unix_timestamp();
+                let error_type = event_type
+                    .map(|t| t.strip_prefix("alarm.").unwrap_or(t))
+                    .unwrap_or("1001");
+                let order: u64 = rng.gen_range(100_000_000..999_999_999);
+                let body = wechat_alarm::signed_alarm_xml(
+                    app_id,
+                    app_key.expose(),
+                    error_type,
+                    "发货超时",
+                    &format!("transaction_id=1900000109{order}&timestamp={now}"),
+                    now,
+                );
+                Sample {
+                    content_type: "text/xml",
                     headers: Vec::new(),
                     body: Bytes::from(body),
                 }
@@ -370,6 +394,13 @@ pub fn run(a: SimulateArgs) -> Result<(), Failure> {
                 .as_ref()
                 .and_then(|ids| ids.first().cloned())
                 .unwrap_or_else(|| "2018092714313010016291".to_string()),
+        },
+        ProviderConfig::WechatAlarm(c) => Signer::WechatAlarm {
+            app_id: c.app_id.trim().to_string(),
+            app_key: c
+                .app_key
+                .resolve(&config.base_dir)
+                .map_err(|e| Failure::config(format!("source {}: app_key: {e}", a.source)))?,
         },
     };
     if !(0.0..=100.0).contains(&a.duplicates) {

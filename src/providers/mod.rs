@@ -13,6 +13,7 @@ use crate::event::Normalized;
 pub mod pinddpay;
 pub mod pingpong;
 pub mod pingpp;
+pub mod wechat_alarm;
 
 /// Why a webhook was refused. The HTTP layer maps these to 400 and 401 in one place.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -49,6 +50,7 @@ pub enum ProviderConfig {
     Pingpp(pingpp::Config),
     Pinddpay(pinddpay::Config),
     Pingpong(pingpong::Config),
+    WechatAlarm(wechat_alarm::Config),
 }
 
 impl ProviderConfig {
@@ -58,6 +60,9 @@ impl ProviderConfig {
             ProviderConfig::Pingpp(c) => Arc::new(pingpp::Pingpp::from_config(c, base)?),
             ProviderConfig::Pinddpay(c) => Arc::new(pinddpay::Pinddpay::from_config(c, base)?),
             ProviderConfig::Pingpong(c) => Arc::new(pingpong::Pingpong::from_config(c, base)?),
+            ProviderConfig::WechatAlarm(c) => {
+                Arc::new(wechat_alarm::WechatAlarm::from_config(c, base)?)
+            }
         })
     }
 
@@ -66,6 +71,7 @@ impl ProviderConfig {
             ProviderConfig::Pingpp(_) => "pingpp",
             ProviderConfig::Pinddpay(_) => "pinddpay",
             ProviderConfig::Pingpong(_) => "pingpong",
+            ProviderConfig::WechatAlarm(_) => "wechat_alarm",
         }
     }
 }

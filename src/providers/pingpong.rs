@@ -926,6 +926,23 @@ mod tests {
     }
 
     #[test]
+    fn config_keys() {
+        let c: Config = toml::from_str(
+            "salt = { credential = \"pp\" }\nacc_ids = [\"1\"]\ndispute_sign_scope = \"acc_id\"",
+        )
+        .unwrap();
+        assert_eq!(c.dispute_sign_scope, DisputeSignScope::AccId);
+        let c: Config = toml::from_str("salt = \"s\"").unwrap();
+        assert_eq!(c.dispute_sign_scope, DisputeSignScope::All);
+        assert!(c.acc_ids.is_none());
+        assert!(toml::from_str::<Config>("salt = \"s\"\ndispute_sign_scope = \"none\"").is_err());
+        assert!(toml::from_str::<Config>("salt = \"s\"\nsecret = \"x\"").is_err());
+        let base = Path::new(".");
+        let empty = toml::from_str::<Config>("salt = \"s\"\nacc_ids = []").unwrap();
+        assert!(Pingpong::from_config(&empty, base).is_err());
+    }
+
+    #[test]
     fn times() {
         assert_eq!(
             parse_time("20230419135028"),
