@@ -1,4 +1,4 @@
-//! Pinddpay and PingPong end to end (WeChat alarms: issue 3, still to come): the providers' own samples (shared vectors)
+//! Pinddpay, PingPong and WeChat alarms end to end: the providers' own samples (shared vectors)
 //! and samples signed here go through the daemon and the broker with the documented fields.
 
 use std::time::Duration;
@@ -7,6 +7,8 @@ use crate::harness::*;
 
 const PP_ACC: &str = "2018092714313010016291";
 const PP_SALT: &str = "F78BC96A55548B2319EE68E0";
+const WX_APP: &str = "wxd930ea5d5a258f4f";
+const WX_KEY: &str = "L8LrMqqeGRxST5reouB0K66CaYAWpqhAVsq7ggKkxHCOastWksvuX1uvmvQclxaHoYd3ElNBrNO2DHnnzgfVG9Qs473M3DTOZug5er46FhuGofumV8H2FVR9qkjSlC5K";
 
 fn sources() -> String {
     format!(
@@ -22,6 +24,12 @@ name = "pingpong_other"
 provider = "pingpong"
 salt = "{PP_SALT}"
 acc_ids = ["1234"]
+
+[[source]]
+name = "wechat"
+provider = "wechat_alarm"
+app_id = "{WX_APP}"
+app_key = "{WX_KEY}"
 
 [[source]]
 name = "pinddpay"
@@ -137,6 +145,59 @@ async fn other_providers_end_to_end() {
         .unwrap()
         .replace("10.00", "99.00");
     let r = send(&http, "POST", &daemon.url("pingpong"), &[json_ct], tampered).await;
+    assert_eq!(r.status, 401, "{}", r.body);
+
+    // WeChat alarm, the documented sample signed with WeChat's example key.
+    let r = send(
+        &http,
+        "POST",
+        &daemon.url("wechat"),
+        &[("content-type", "text/xml")],
+        vector("wechat/alarm_1001.xml"),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (200, "success"),
+        "log:\n{}",
+        daemon.log()
+    );
+    let m = &consumer.take(1, Duration::from_secs(20)).await[0];
+    let d = &m.body["data"];
+    assert_eq!(m.body["type"], "wechat_alarm.alarm.1001");
+    assert_eq!(d["category"], "alarm");
+    assert_eq!(d["outcome"], "info");
+    assert_eq!(d["occurred_at"], "2014-03-03T15:32:20Z");
+    assert_eq!(
+        d["dedup_key"],
+        format!("{WX_APP}:1001:1393860740:a7fdeb6930a2a070da542d2da9c674a55d10972c")
+    );
+    assert_eq!(d["payload"]["Description"], "错误描述");
+    // Hostile XML: 400, and nothing read or expanded.
+    for f in [
+        "reject_xxe.xml",
+        "reject_entity_expansion.xml",
+        "reject_duplicate_field.xml",
+    ] {
+        let r = send(
+            &http,
+            "POST",
+            &daemon.url("wechat"),
+            &[("content-type", "application/xml")],
+            vector(&format!("wechat/{f}")),
+        )
+        .await;
+        assert_eq!(r.status, 400, "{f}: {}", r.body);
+        assert_eq!(r.json()["error"], "malformed_payload");
+    }
+    let r = send(
+        &http,
+        "POST",
+        &daemon.url("wechat"),
+        &[("content-type", "text/xml")],
+        vector("wechat/doc_example_unknown_key.xml"),
+    )
+    .await;
     assert_eq!(r.status, 401, "{}", r.body);
 
     // Pinddpay, signed here with md5(body + secret).
