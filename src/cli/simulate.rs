@@ -66,7 +66,7 @@ pub struct Sample {
 
 /// Builds signed samples for one source.
 enum Signer {
-    Pingpp(rsa::pkcs1v15::SigningKey<sha2::Sha256>),
+    Pingpp(Box<rsa::pkcs1v15::SigningKey<sha2::Sha256>>),
     Pinddpay {
         secret: SecretString,
         scheme: pinddpay::SignScheme,
@@ -374,7 +374,9 @@ pub fn run(a: SimulateArgs) -> Result<(), Failure> {
                 .private_key
                 .as_ref()
                 .ok_or_else(|| Failure::usage("Ping++ samples need --private-key PEM"))?;
-            Signer::Pingpp(rsa::pkcs1v15::SigningKey::new(load_private_key(path)?))
+            Signer::Pingpp(Box::new(rsa::pkcs1v15::SigningKey::new(load_private_key(
+                path,
+            )?)))
         }
         ProviderConfig::Pinddpay(c) => Signer::Pinddpay {
             secret: c

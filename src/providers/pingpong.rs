@@ -567,7 +567,7 @@ impl Verifier for Pingpong {
             .to_string();
         self.check_signature(&env)?;
         if let Some(ids) = &self.acc_ids {
-            if !ids.iter().any(|i| *i == acc_id) {
+            if !ids.contains(&acc_id) {
                 return Err(ProviderError::Unauthorized(
                     "accId is not one of the configured acc_ids".into(),
                 ));
