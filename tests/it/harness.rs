@@ -267,6 +267,8 @@ pub struct DaemonOptions {
     pub extra_sources: String,
     pub store: String,
     pub server: String,
+    /// Extra environment for the daemon (secrets given as `{ env }`, `$CREDENTIALS_DIRECTORY`).
+    pub env: Vec<(String, String)>,
 }
 
 impl DaemonOptions {
@@ -276,6 +278,7 @@ impl DaemonOptions {
             extra_sources: String::new(),
             store: String::new(),
             server: String::new(),
+            env: Vec::new(),
         }
     }
 }
@@ -287,6 +290,7 @@ pub struct Daemon {
     pub port: u16,
     pub admin_port: u16,
     pub queue: String,
+    env: Vec<(String, String)>,
     child: Option<Child>,
 }
 
@@ -344,6 +348,7 @@ public_keys = ["pingpp.pem"]
             port,
             admin_port,
             queue,
+            env: opts.env,
             child: None,
         };
         d.spawn();
@@ -370,6 +375,7 @@ public_keys = ["pingpp.pem"]
             .arg("--config")
             .arg(&self.config)
             .env("RUST_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
@@ -466,6 +472,7 @@ public_keys = ["pingpp.pem"]
     pub fn run_cli(&self, args: &[&str]) -> std::process::Output {
         Command::new(BIN)
             .args(args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .arg("--config")
             .arg(&self.config)
             .output()
