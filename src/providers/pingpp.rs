@@ -244,4 +244,75 @@ mod tests {
             Err(ProviderError::Malformed(_))
         ));
     }
+
+    mod properties {
+        use std::sync::OnceLock;
+
+        use proptest::prelude::*;
+        use rand::SeedableRng;
+        use rsa::pkcs1v15::SigningKey;
+
+        use super::*;
+        use crate::cli::simulate::{pingpp_event, pingpp_sign};
+
+        fn key() -> &'static (SigningKey<Sha256>, Pingpp) {
+            static KEY: OnceLock<(SigningKey<Sha256>, Pingpp)> = OnceLock::new();
+            KEY.get_or_init(|| {
+                let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+                let private = rsa::RsaPrivateKey::new(&mut rng, 2048).expect("keygen");
+                let verifier = Pingpp::from_keys(vec![private.to_public_key()]);
+                (SigningKey::new(private), verifier)
+            })
+        }
+
+        fn check(body: &[u8], sig: &str) -> Result<Normalized, ProviderError> {
+            let mut headers = hyper::HeaderMap::new();
+            headers.insert(
+                SIGNATURE_HEADER,
+                sig.parse().expect("base64 is a header value"),
+            );
+            key().1.verify(&Inbound {
+                headers: &headers,
+                body,
+            })
+        }
+
+        const TYPES: [&str; 6] = [
+            "charge.succeeded",
+            "refund.succeeded",
+            "transfer.succeeded",
+            "summary.daily.available",
+            "agreement.succeeded",
+            "customs.succeeded",
+        ];
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(64))]
+
+            #[test]
+            fn random_events_verify(seed in any::<u64>(), t in 0..TYPES.len()) {
+                let body = pingpp_event(TYPES[t], &mut rand::rngs::StdRng::seed_from_u64(seed));
+                let sig = pingpp_sign(&key().0, body.as_bytes());
+                let n = check(body.as_bytes(), &sig).expect("a signed event verifies");
+                let v: Value = serde_json::from_str(&body).unwrap();
+                prop_assert_eq!(n.event_type.as_str(), TYPES[t]);
+                prop_assert_eq!(Some(n.dedup_key.as_str()), v["id"].as_str());
+                // Ping++ refund objects carry no currency: then the amount cannot be placed.
+                let object = &v["data"]["object"];
+                let expected = object["currency"].as_str().and(object["amount"].as_i64());
+                prop_assert_eq!(n.money.amount_minor, expected);
+                prop_assert_eq!(n.payload, v);
+            }
+
+            #[test]
+            fn any_changed_byte_is_refused(seed in any::<u64>(), pos in any::<prop::sample::Index>(), x in 1u8..=255) {
+                let body = pingpp_event("charge.succeeded", &mut rand::rngs::StdRng::seed_from_u64(seed));
+                let sig = pingpp_sign(&key().0, body.as_bytes());
+                let mut bytes = body.into_bytes();
+                let i = pos.index(bytes.len());
+                bytes[i] ^= x;
+                prop_assert!(check(&bytes, &sig).is_err());
+            }
+        }
+    }
 }
