@@ -56,13 +56,60 @@ pub fn metrics_handle() -> PrometheusHandle {
                 )
                 .and_then(|b| b.set_buckets(&latency));
             match builder.and_then(|b| b.install_recorder()) {
-                Ok(h) => h,
+                Ok(h) => {
+                    describe_metrics();
+                    h
+                }
                 // Another recorder is installed (only in tests that run two daemons in one
                 // process): keep a private one so /metrics still renders.
                 Err(_) => PrometheusBuilder::new().build_recorder().handle(),
             }
         })
         .clone()
+}
+
+/// HELP lines for /metrics (SPEC §7).
+fn describe_metrics() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        "payhook_requests_total",
+        "Webhook requests by source and outcome"
+    );
+    describe_histogram!(
+        "payhook_request_duration_seconds",
+        Unit::Seconds,
+        "Time from request to response, by source"
+    );
+    describe_gauge!(
+        "payhook_backlog_events",
+        "Stored events not yet confirmed by the broker"
+    );
+    describe_gauge!(
+        "payhook_backlog_oldest_age_seconds",
+        Unit::Seconds,
+        "Age of the oldest unpublished event"
+    );
+    describe_counter!(
+        "payhook_published_total",
+        "Events confirmed by the broker, by source"
+    );
+    describe_counter!(
+        "payhook_publish_retries_total",
+        "Publish failures that lead to a retry, by reason"
+    );
+    describe_gauge!(
+        "payhook_amqp_connected",
+        "1 while the relay holds a broker connection"
+    );
+    describe_histogram!(
+        "payhook_store_commit_seconds",
+        Unit::Seconds,
+        "SQLite group-commit duration"
+    );
+    describe_histogram!(
+        "payhook_store_batch_events",
+        "Commands per SQLite group commit"
+    );
 }
 
 pub struct Listeners {
@@ -251,7 +298,10 @@ fn reload(intake: &Intake, path: &PathBuf) {
 }
 
 async fn retention_loop(store: Store, retention: Duration, stop: CancellationToken) {
-    let mut tick = tokio::time::interval(Duration::from_secs(600));
+    // A quarter of the retention, between 1 s and 10 min: short retentions (tests, small disks)
+    // are honoured closely, long ones cost one cheap query every ten minutes.
+    let period = (retention / 4).clamp(Duration::from_secs(1), Duration::from_secs(600));
+    let mut tick = tokio::time::interval(period);
     loop {
         tokio::select! {
             _ = tick.tick() => {}

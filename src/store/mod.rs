@@ -167,3 +167,60 @@ impl Store {
         self.state.writable.load(Ordering::Relaxed) && now_ms() - beat < 10_000
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Category, Money, Normalized, Outcome};
+
+    fn event(key: &str) -> Event {
+        let n = Normalized {
+            event_type: "charge.succeeded".into(),
+            provider_event_id: Some(key.into()),
+            dedup_key: key.into(),
+            category: Category::Payment,
+            outcome: Outcome::Succeeded,
+            order_no: None,
+            transaction_id: None,
+            money: Money::default(),
+            livemode: None,
+            occurred_at: None,
+            payload: serde_json::json!({}),
+        };
+        let old = time::OffsetDateTime::from_unix_timestamp(1_000_000).unwrap();
+        Event::build(
+            "s",
+            "pingpp",
+            n,
+            old,
+            None,
+            bytes::Bytes::from_static(b"{}"),
+        )
+    }
+
+    #[tokio::test]
+    async fn dedup_backlog_and_purge_never_touches_pending() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, writer) = Store::open(&dir.path().join("sub/x.db"), Synchronous::Full).unwrap();
+        assert_eq!(store.insert(event("a")).await.unwrap(), Inserted::New);
+        assert_eq!(store.insert(event("a")).await.unwrap(), Inserted::Duplicate);
+        assert_eq!(store.insert(event("b")).await.unwrap(), Inserted::New);
+        assert_eq!(store.backlog(), 2);
+        let pending = store.read(|c| queries::pending(c, 10)).await.unwrap();
+        assert_eq!(
+            pending.iter().map(|p| p.id.clone()).collect::<Vec<_>>(),
+            vec![
+                crate::event::event_id("s", "a").to_string(),
+                crate::event::event_id("s", "b").to_string()
+            ]
+        );
+        assert_eq!(store.mark_published(vec![pending[0].seq]).await.unwrap(), 1);
+        assert_eq!(store.backlog(), 1);
+        // Both rows are "old"; only the published one may go.
+        assert_eq!(store.purge_published_before(now_ms()).await.unwrap(), 1);
+        let left = store.read(|c| queries::pending(c, 10)).await.unwrap();
+        assert_eq!(left.len(), 1);
+        drop(store);
+        writer.join().unwrap();
+    }
+}

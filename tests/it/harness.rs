@@ -269,6 +269,10 @@ pub struct DaemonOptions {
     pub server: String,
     /// Extra environment for the daemon (secrets given as `{ env }`, `$CREDENTIALS_DIRECTORY`).
     pub env: Vec<(String, String)>,
+    /// Top-level keys (before any table), e.g. `log_format = "json"`.
+    pub top: String,
+    /// Start as systemd would with `WatchdogSec=`: WATCHDOG_USEC and WATCHDOG_PID set.
+    pub watchdog_usec: Option<u64>,
 }
 
 impl DaemonOptions {
@@ -279,6 +283,8 @@ impl DaemonOptions {
             store: String::new(),
             server: String::new(),
             env: Vec::new(),
+            top: String::new(),
+            watchdog_usec: None,
         }
     }
 }
@@ -291,6 +297,7 @@ pub struct Daemon {
     pub admin_port: u16,
     pub queue: String,
     env: Vec<(String, String)>,
+    watchdog_usec: Option<u64>,
     child: Option<Child>,
 }
 
@@ -308,7 +315,7 @@ impl Daemon {
         std::fs::write(
             &config,
             format!(
-                r#"
+                r#"{top}
 [server]
 listen = "127.0.0.1:{port}"
 max_body_bytes = 65536
@@ -339,6 +346,7 @@ public_keys = ["pingpp.pem"]
                 store = opts.store,
                 url = opts.amqp_url,
                 extra = opts.extra_sources,
+                top = opts.top,
             ),
         )
         .expect("write config");
@@ -349,6 +357,7 @@ public_keys = ["pingpp.pem"]
             admin_port,
             queue,
             env: opts.env,
+            watchdog_usec: opts.watchdog_usec,
             child: None,
         };
         d.spawn();
@@ -370,7 +379,20 @@ public_keys = ["pingpp.pem"]
             .append(true)
             .open(self.log_path())
             .expect("log file");
-        let child = Command::new(BIN)
+        let mut cmd = match self.watchdog_usec {
+            // systemd sets WATCHDOG_PID to the service's pid; `exec` keeps the shell's.
+            Some(usec) => {
+                let mut c = Command::new("sh");
+                c.arg("-c")
+                    .arg(format!(
+                        "WATCHDOG_PID=$$ WATCHDOG_USEC={usec} exec \"$0\" \"$@\""
+                    ))
+                    .arg(BIN);
+                c
+            }
+            None => Command::new(BIN),
+        };
+        let child = cmd
             .arg("serve")
             .arg("--config")
             .arg(&self.config)
@@ -437,6 +459,17 @@ public_keys = ["pingpp.pem"]
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().expect("daemon running").id();
+        let ok = Command::new("kill")
+            .args(["-s", sig, "--"])
+            .arg(pid.to_string())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(ok, "kill -s {sig} {pid} failed");
     }
 
     pub fn kill9(&mut self) {

@@ -2,6 +2,7 @@
 
 mod harness;
 mod intake;
+mod operations;
 mod pingpp;
 mod providers;
 mod reliability;
