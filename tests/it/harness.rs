@@ -586,3 +586,56 @@ pub fn sample_event() -> String {
 pub fn shared_vectors() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/vectors")
 }
+
+/// Load until the daemon goes away: `senders` tasks each post up to `each` fresh signed events
+/// and report (event id, status) for every answer; a sender stops at its first connection error.
+pub fn load(
+    url: &str,
+    senders: usize,
+    each: usize,
+) -> tokio::sync::mpsc::UnboundedReceiver<(String, u16)> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let http = client();
+    for _ in 0..senders {
+        let (http, url, tx) = (http.clone(), url.to_string(), tx.clone());
+        tokio::spawn(async move {
+            for _ in 0..each {
+                let body = sample_event();
+                let sig = payhook::cli::simulate::pingpp_sign(&keys().signing, body.as_bytes());
+                let req = hyper::Request::post(&url)
+                    .header("content-type", "application/json")
+                    .header("x-pingplusplus-signature", sig)
+                    .body(Full::new(Bytes::from(body.clone())))
+                    .expect("request");
+                let Ok(resp) = http.request(req).await else {
+                    return;
+                };
+                let v: serde_json::Value = serde_json::from_str(&body).expect("sample is JSON");
+                let id = v["id"].as_str().expect("sample has an id").to_string();
+                let _ = tx.send((id, resp.status().as_u16()));
+            }
+        });
+    }
+    rx
+}
+
+impl Consumer {
+    /// Collects dedup keys from the queue until all of `want` have come or `within` passes;
+    /// returns those that never came.
+    pub async fn missing(
+        &self,
+        want: &std::collections::HashSet<String>,
+        within: Duration,
+    ) -> Vec<String> {
+        let mut seen = std::collections::HashSet::new();
+        let deadline = Instant::now() + within;
+        while !want.is_subset(&seen) && Instant::now() < deadline {
+            for m in self.take(1000, Duration::from_millis(500)).await {
+                if let Some(k) = m.body["data"]["dedup_key"].as_str() {
+                    seen.insert(k.to_string());
+                }
+            }
+        }
+        want.difference(&seen).cloned().collect()
+    }
+}

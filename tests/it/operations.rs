@@ -336,31 +336,7 @@ async fn sighup_reloads_keys_and_keeps_the_old_config_when_the_new_one_is_bad() 
 async fn sigterm_under_load_finishes_requests_and_exits_zero() {
     let broker = Broker::shared();
     let mut daemon = Daemon::start(DaemonOptions::new(&broker.url()));
-    let http = client();
-    let url = daemon.url("pingpp");
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, u16)>();
-    let mut tasks = Vec::new();
-    for _ in 0..8 {
-        let (http, url, tx) = (http.clone(), url.clone(), tx.clone());
-        tasks.push(tokio::spawn(async move {
-            for _ in 0..60 {
-                let body = sample_event();
-                let sig = payhook::cli::simulate::pingpp_sign(&keys().signing, body.as_bytes());
-                let req = hyper::Request::post(&url)
-                    .header("content-type", "application/json")
-                    .header("x-pingplusplus-signature", sig)
-                    .body(http_body_util::Full::new(bytes::Bytes::from(body.clone())))
-                    .unwrap();
-                match http.request(req).await {
-                    Ok(resp) => {
-                        let _ = tx.send((event_id_of(&body), resp.status().as_u16()));
-                    }
-                    Err(_) => return, // the listener is closed
-                }
-            }
-        }));
-    }
-    drop(tx);
+    let mut rx = load(&daemon.url("pingpp"), 8, 60);
     let mut acked = HashSet::new();
     let mut statuses = HashSet::new();
     let mut status = None;
@@ -384,17 +360,11 @@ async fn sigterm_under_load_finishes_requests_and_exits_zero() {
 
     daemon.spawn();
     let consumer = Consumer::connect(&broker.url(), &daemon.queue).await;
-    let mut seen = HashSet::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !acked.is_subset(&seen) && Instant::now() < deadline {
-        for m in consumer.take(1000, Duration::from_millis(500)).await {
-            seen.insert(m.body["data"]["dedup_key"].as_str().unwrap().to_string());
-        }
-    }
+    let missing = consumer.missing(&acked, Duration::from_secs(60)).await;
     assert!(
-        acked.is_subset(&seen),
+        missing.is_empty(),
         "{} acknowledged events missing",
-        acked.difference(&seen).count()
+        missing.len()
     );
     consumer.close().await;
 }

@@ -84,45 +84,17 @@ async fn broker_outage_does_not_stop_intake_and_events_go_out_in_order_after() {
 async fn sigkill_during_load_loses_no_acknowledged_event() {
     let broker = Broker::shared();
     let mut daemon = Daemon::start(DaemonOptions::new(&broker.url()));
-    let http = client();
-    let url = daemon.url("pingpp");
 
     // 16 senders; the daemon is killed once 100 webhooks have been acknowledged.
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-    let mut tasks = Vec::new();
-    for _ in 0..16 {
-        let http = http.clone();
-        let url = url.clone();
-        let tx = tx.clone();
-        tasks.push(tokio::spawn(async move {
-            for _ in 0..40 {
-                let body = sample_event();
-                let sig = payhook::cli::simulate::pingpp_sign(&keys().signing, body.as_bytes());
-                let req = hyper::Request::post(&url)
-                    .header("content-type", "application/json")
-                    .header("x-pingplusplus-signature", sig)
-                    .body(http_body_util::Full::new(bytes::Bytes::from(body.clone())))
-                    .unwrap();
-                match http.request(req).await {
-                    Ok(resp) if resp.status() == 200 => {
-                        let v: Value = serde_json::from_str(&body).unwrap();
-                        let _ = tx.send(v["id"].as_str().unwrap().to_string());
-                    }
-                    _ => return, // the daemon is gone
-                }
-            }
-        }));
-    }
-    drop(tx);
+    let mut rx = load(&daemon.url("pingpp"), 16, 40);
     let mut acked = HashSet::new();
-    while let Some(id) = rx.recv().await {
-        acked.insert(id);
+    while let Some((id, status)) = rx.recv().await {
+        if status == 200 {
+            acked.insert(id);
+        }
         if acked.len() == 100 {
             daemon.kill9();
         }
-    }
-    for t in tasks {
-        let _ = t.await;
     }
     assert!(
         acked.len() >= 100,
@@ -134,14 +106,7 @@ async fn sigkill_during_load_loses_no_acknowledged_event() {
     let consumer = Consumer::connect(&broker.url(), &daemon.queue).await;
     // Unacknowledged requests may or may not have been stored; every acknowledged one must be
     // on the queue (at least once).
-    let mut seen = HashSet::new();
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while !acked.is_subset(&seen) && std::time::Instant::now() < deadline {
-        for m in consumer.take(1000, Duration::from_millis(500)).await {
-            seen.insert(m.body["data"]["dedup_key"].as_str().unwrap().to_string());
-        }
-    }
-    let missing: Vec<_> = acked.difference(&seen).collect();
+    let missing = consumer.missing(&acked, Duration::from_secs(60)).await;
     assert!(
         missing.is_empty(),
         "{} acknowledged events lost: {missing:?}",
