@@ -4,4 +4,5 @@ mod harness;
 mod intake;
 mod pingpp;
 mod providers;
+mod proxy;
 mod reliability;
