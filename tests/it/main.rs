@@ -6,3 +6,4 @@ mod pingpp;
 mod providers;
 mod proxy;
 mod reliability;
+mod systemd;
