@@ -5,4 +5,6 @@ mod intake;
 mod operations;
 mod pingpp;
 mod providers;
+mod proxy;
 mod reliability;
+mod systemd;
