@@ -251,7 +251,8 @@ pub struct RawConfig {
     pub sources: Vec<SourceConfig>,
 }
 
-/// The loaded config: paths made absolute, the AMQP URL resolved.
+/// The loaded config: paths made absolute. Secrets stay unresolved until a command needs them,
+/// so `events` and `purge` work on a host where only the service can read the credentials.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub path: PathBuf,
@@ -261,7 +262,6 @@ pub struct Config {
     pub admin: AdminConfig,
     pub store: StoreConfig,
     pub amqp: AmqpConfig,
-    pub amqp_url: SecretString,
     pub sources: Vec<SourceConfig>,
 }
 
@@ -317,11 +317,6 @@ impl Config {
         if raw.server.max_body_bytes == 0 {
             return Err(invalid("[server] max_body_bytes must be at least 1".into()));
         }
-        let amqp_url = raw
-            .amqp
-            .url
-            .resolve(&base_dir)
-            .map_err(|e| invalid(format!("[amqp] url: {e}")))?;
         let mut store = raw.store;
         store.path = base_dir.join(&store.path);
         Ok(Config {
@@ -332,9 +327,21 @@ impl Config {
             admin: raw.admin,
             store,
             amqp: raw.amqp,
-            amqp_url,
             sources: raw.sources,
         })
+    }
+}
+
+impl Config {
+    /// Resolves `[amqp] url` (it may be a secret).
+    pub fn amqp_url(&self) -> Result<SecretString, ConfigError> {
+        self.amqp
+            .url
+            .resolve(&self.base_dir)
+            .map_err(|e| ConfigError::Invalid {
+                path: self.path.clone(),
+                message: format!("[amqp] url: {e}"),
+            })
     }
 }
 

@@ -2,7 +2,7 @@
 //! process lifecycle (systemd notifications, signals, orderly shutdown).
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -149,6 +149,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let metrics = metrics_handle();
+    let amqp_url = config.amqp_url()?;
     let (store, writer) = Store::open(&config.store.path, config.store.synchronous)
         .with_context(|| format!("cannot open the store {}", config.store.path.display()))?;
     tracing::info!(
@@ -160,7 +161,7 @@ pub async fn run(
     let relay_state = Arc::new(RelayState::default());
     let relay_stop = CancellationToken::new();
     let settings = AmqpSettings {
-        url: config.amqp_url.expose().to_string(),
+        url: amqp_url.expose().to_string(),
         exchange: config.amqp.exchange.clone(),
         queue: config.amqp.queue.clone(),
         queue_type: config.amqp.queue_type,
@@ -255,7 +256,7 @@ pub async fn run(
     Ok(())
 }
 
-async fn wait_for_stop(shutdown: &CancellationToken, intake: &Intake, config_path: &PathBuf) {
+async fn wait_for_stop(shutdown: &CancellationToken, intake: &Intake, config_path: &Path) {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).ok();
     let mut int = signal(SignalKind::interrupt()).ok();
@@ -281,7 +282,7 @@ async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
 
 /// SIGHUP: sources and keys are reloaded; everything else needs a restart. A config that does
 /// not load is logged and the running one kept.
-fn reload(intake: &Intake, path: &PathBuf) {
+fn reload(intake: &Intake, path: &Path) {
     notify(&[sd_notify::NotifyState::Reloading]);
     let result = Config::load(path)
         .map_err(|e| e.to_string())

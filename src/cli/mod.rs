@@ -127,6 +127,7 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
 fn serve(explicit: Option<&Path>) -> Result<(), Failure> {
     let config = load_config(explicit)?;
     crate::logging::init(config.log_format);
+    config.amqp_url()?;
     let sources = crate::daemon::build_sources(&config).map_err(Failure::config)?;
     if sources.is_empty() {
         tracing::warn!("no [[source]] configured: every hook path answers 404");
@@ -149,6 +150,7 @@ fn serve(explicit: Option<&Path>) -> Result<(), Failure> {
 
 fn check_config(explicit: Option<&Path>) -> Result<(), Failure> {
     let config = load_config(explicit)?;
+    let amqp_url = config.amqp_url()?;
     let sources = crate::daemon::build_sources(&config).map_err(Failure::config)?;
     println!("config:   {}", config.path.display());
     println!("public:   http://{}/hooks/{{source}}", config.server.listen);
@@ -162,7 +164,7 @@ fn check_config(explicit: Option<&Path>) -> Result<(), Failure> {
     );
     println!(
         "amqp:     {} exchange={:?} queue={:?} ({:?})",
-        redact_url(config.amqp_url.expose()),
+        redact_url(amqp_url.expose()),
         config.amqp.exchange,
         config.amqp.queue,
         config.amqp.queue_type

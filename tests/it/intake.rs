@@ -271,3 +271,35 @@ async fn simulate_and_check_config_work_against_a_running_daemon() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("bogus"));
     consumer.close().await;
 }
+
+#[test]
+fn event_commands_need_no_secrets() {
+    // A config whose AMQP URL is a credential that is not there: `events` still works, while
+    // `check-config` reports the missing secret as a config error.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        "[amqp]\nurl = { credential = \"amqp-url\" }\n[store]\npath = \"p.db\"\n",
+    )
+    .unwrap();
+    rusqlite::Connection::open(dir.path().join("p.db")).unwrap();
+    let run = |args: &[&str]| {
+        std::process::Command::new(BIN)
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .env_remove("CREDENTIALS_DIRECTORY")
+            .output()
+            .unwrap()
+    };
+    let out = run(&["events", "list"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(&["check-config"]);
+    assert_eq!(out.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("CREDENTIALS_DIRECTORY"));
+}
