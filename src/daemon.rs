@@ -226,6 +226,7 @@ pub async fn run(
     let watchdog = tokio::spawn(watchdog_loop(
         store.clone(),
         relay_state.clone(),
+        config.amqp.confirm_timeout.0,
         http_stop.clone(),
     ));
 
@@ -329,7 +330,12 @@ async fn retention_loop(store: Store, retention: Duration, stop: CancellationTok
 
 /// Pings systemd's watchdog only while the store writer and the relay show signs of life, so a
 /// wedged disk or a dead relay gets the service restarted.
-async fn watchdog_loop(store: Store, relay: Arc<RelayState>, stop: CancellationToken) {
+async fn watchdog_loop(
+    store: Store,
+    relay: Arc<RelayState>,
+    confirm_timeout: Duration,
+    stop: CancellationToken,
+) {
     let mut usec = 0u64;
     if !sd_notify::watchdog_enabled(false, &mut usec) || usec == 0 {
         return;
@@ -345,7 +351,9 @@ async fn watchdog_loop(store: Store, relay: Arc<RelayState>, stop: CancellationT
         }
         let now = now_ms();
         let writer_ok = now - store.state.writer_heartbeat_ms.load(Ordering::Relaxed) < stale;
-        let relay_ok = now - relay.heartbeat_ms.load(Ordering::Relaxed) < stale.max(40_000);
+        // The relay beats between batches; one batch may take confirm_timeout, a connect 15 s.
+        let relay_stale = stale.max((confirm_timeout + Duration::from_secs(20)).as_millis() as i64);
+        let relay_ok = now - relay.heartbeat_ms.load(Ordering::Relaxed) < relay_stale;
         if writer_ok && relay_ok {
             notify(&[sd_notify::NotifyState::Watchdog]);
         } else {

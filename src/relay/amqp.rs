@@ -43,13 +43,15 @@ pub enum RelayError {
     ConfirmTimeout(Duration),
     #[error("connection to the broker lost")]
     Disconnected,
+    #[error("no connection within {0:?}")]
+    ConnectTimeout(Duration),
 }
 
 impl RelayError {
     /// The `reason` label of `payhook_publish_retries_total`.
     pub fn reason(&self) -> &'static str {
         match self {
-            RelayError::Connect(_) => "connect",
+            RelayError::Connect(_) | RelayError::ConnectTimeout(_) => "connect",
             RelayError::Declare(_) => "declare",
             RelayError::Publish(_) | RelayError::Disconnected => "connection",
             RelayError::Nack => "nack",
@@ -58,6 +60,8 @@ impl RelayError {
         }
     }
 }
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
 pub struct Session {
     conn: Connection,
@@ -73,7 +77,16 @@ pub struct BatchResult {
 }
 
 impl Session {
+    /// Bounded: an unreachable (blackholed) broker must not stall the relay for the kernel's
+    /// TCP timeout, which would also starve the watchdog.
     pub async fn open(s: &AmqpSettings) -> Result<Session, RelayError> {
+        match tokio::time::timeout(CONNECT_TIMEOUT, Self::open_unbounded(s)).await {
+            Ok(r) => r,
+            Err(_) => Err(RelayError::ConnectTimeout(CONNECT_TIMEOUT)),
+        }
+    }
+
+    async fn open_unbounded(s: &AmqpSettings) -> Result<Session, RelayError> {
         let props =
             ConnectionProperties::default().with_connection_name(LongString::from("payhook"));
         let conn = Connection::connect(&s.url, props)
@@ -100,31 +113,34 @@ impl Session {
     /// Publishes every event, then waits for their confirms in order. An event counts only when
     /// acked and not returned; the caller marks exactly `confirmed` as published.
     pub async fn publish_batch(&self, events: &[PendingEvent]) -> BatchResult {
+        // One deadline for the whole batch: a broker that blocks publishers (memory or disk
+        // alarm) stalls the writes themselves, not only the confirms.
+        let deadline = tokio::time::Instant::now() + self.confirm_timeout;
         let mut confirms = Vec::with_capacity(events.len());
         let mut error = None;
         for ev in events {
-            match self
-                .channel
-                .basic_publish(
-                    self.exchange.as_str().into(),
-                    ev.routing_key.as_str().into(),
-                    BasicPublishOptions {
-                        mandatory: true,
-                        ..Default::default()
-                    },
-                    &ev.message,
-                    properties(ev),
-                )
-                .await
-            {
-                Ok(c) => confirms.push(c),
-                Err(e) => {
+            let publish = self.channel.basic_publish(
+                self.exchange.as_str().into(),
+                ev.routing_key.as_str().into(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..Default::default()
+                },
+                &ev.message,
+                properties(ev),
+            );
+            match tokio::time::timeout_at(deadline, publish).await {
+                Ok(Ok(c)) => confirms.push(c),
+                Ok(Err(e)) => {
                     error = Some(RelayError::Publish(e));
+                    break;
+                }
+                Err(_) => {
+                    error = Some(RelayError::ConfirmTimeout(self.confirm_timeout));
                     break;
                 }
             }
         }
-        let deadline = tokio::time::Instant::now() + self.confirm_timeout;
         let mut confirmed = Vec::with_capacity(confirms.len());
         for (i, confirm) in confirms.into_iter().enumerate() {
             let failure = match tokio::time::timeout_at(deadline, confirm).await {

@@ -70,7 +70,7 @@ pub async fn run(
                 tracing::warn!(error = %e, "cannot reach the broker; events wait in the store");
                 metrics::counter!("payhook_publish_retries_total", "reason" => e.reason())
                     .increment(1);
-                pause(&shutdown, backoff.take()).await;
+                pause(&state, &shutdown, backoff.take()).await;
                 continue;
             }
         };
@@ -87,17 +87,23 @@ pub async fn run(
                     .increment(1);
                 set_connected(&state, false);
                 session.close().await;
-                pause(&shutdown, backoff.take()).await;
+                pause(&state, &shutdown, backoff.take()).await;
             }
         }
     }
     set_connected(&state, false);
 }
 
-async fn pause(shutdown: &CancellationToken, d: Duration) {
-    tokio::select! {
-        _ = tokio::time::sleep(d) => {}
-        _ = shutdown.cancelled() => {}
+/// Sleeps (cancellably) while still beating, so a long backoff is not mistaken for a hang.
+async fn pause(state: &RelayState, shutdown: &CancellationToken, d: Duration) {
+    let until = tokio::time::Instant::now() + d;
+    while tokio::time::Instant::now() < until {
+        state.heartbeat_ms.store(now_ms(), Ordering::Relaxed);
+        let step = (until - tokio::time::Instant::now()).min(Duration::from_secs(1));
+        tokio::select! {
+            _ = tokio::time::sleep(step) => {}
+            _ = shutdown.cancelled() => return,
+        }
     }
 }
 
@@ -123,7 +129,7 @@ async fn publish_loop(
             Ok(b) => b,
             Err(e) => {
                 tracing::error!(error = %e, "cannot read pending events");
-                pause(shutdown, Duration::from_secs(1)).await;
+                pause(state, shutdown, Duration::from_secs(1)).await;
                 continue;
             }
         };
@@ -148,7 +154,7 @@ async fn publish_loop(
             // Waiting for the mark keeps the next read from seeing these rows as pending again.
             if let Err(e) = store.mark_published(seqs).await {
                 tracing::error!(error = %e, "cannot mark events published; they will be sent again");
-                pause(shutdown, Duration::from_secs(1)).await;
+                pause(state, shutdown, Duration::from_secs(1)).await;
             }
         }
         match result.error {
