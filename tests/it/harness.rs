@@ -50,6 +50,31 @@ fn wait_for_port(port: u16, timeout: Duration) -> bool {
     false
 }
 
+/// Kills a child started with `process_group(0)` and everything in its group, then reaps it.
+/// `--` matters: procps `kill -KILL -PGID` without it signals every process on the machine.
+pub fn kill_group(child: &mut Child) {
+    let _ = Command::new("kill")
+        .args(["-s", "KILL", "--"])
+        .arg(format!("-{}", child.id()))
+        .status();
+    let _ = child.wait();
+}
+
+/// A watcher that kills process group `pgid` once this test process is gone, so a server
+/// started by a test never outlives the run even when the test dies without dropping it.
+pub fn reap_group_on_exit(pgid: u32) {
+    let _ = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "while kill -0 {} 2>/dev/null; do sleep 1; done; kill -s KILL -- -{pgid} 2>/dev/null",
+            std::process::id()
+        ))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+}
+
 /// A private RabbitMQ node: its own data dir, cookie, node name and ports. Killed on drop, and
 /// by a reaper if the test process dies first, so no broker outlives the run.
 pub struct Broker {
@@ -103,18 +128,7 @@ impl Broker {
             .process_group(0)
             .spawn()
             .expect("start rabbitmq-server");
-        // The reaper: if this test process dies without dropping us, kill the broker's group.
-        let _ = Command::new("sh")
-            .arg("-c")
-            .arg(format!(
-                "while kill -0 {} 2>/dev/null; do sleep 1; done; kill -s KILL -- -{} 2>/dev/null",
-                std::process::id(),
-                child.id()
-            ))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
+        reap_group_on_exit(child.id());
         *self.child.lock().unwrap_or_else(|p| p.into_inner()) = Some(child);
         if !wait_for_port(self.port, Duration::from_secs(90)) {
             let out = std::fs::read_to_string(dir.join("server.out")).unwrap_or_default();
@@ -135,11 +149,7 @@ impl Broker {
     /// The broker dies at once (SIGKILL to the whole node): connections drop, the port closes.
     pub fn crash(&self) {
         if let Some(mut child) = self.child.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            let _ = Command::new("kill")
-                .args(["-s", "KILL", "--"])
-                .arg(format!("-{}", child.id()))
-                .status();
-            let _ = child.wait();
+            kill_group(&mut child);
         }
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()

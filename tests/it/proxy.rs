@@ -115,18 +115,7 @@ http {{
                 .spawn()
                 .expect("start nginx")
         };
-        // The reaper: if this test process dies without dropping us, kill nginx's group.
-        let _ = Command::new("sh")
-            .arg("-c")
-            .arg(format!(
-                "while kill -0 {} 2>/dev/null; do sleep 1; done; kill -s KILL -- -{} 2>/dev/null",
-                std::process::id(),
-                child.id()
-            ))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
+        crate::harness::reap_group_on_exit(child.id());
         let mut nginx = Nginx {
             dir,
             port,
@@ -169,11 +158,7 @@ http {{
 impl Drop for Nginx {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-s", "KILL", "--"])
-                .arg(format!("-{}", child.id()))
-                .status();
-            let _ = child.wait();
+            crate::harness::kill_group(&mut child);
         }
     }
 }
