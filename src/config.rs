@@ -8,7 +8,9 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::Deserialize;
 
+use crate::duration::{Dur, DurOrOff};
 use crate::providers::ProviderConfig;
+use crate::secret::{Secret, SecretList, SecretString};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -68,81 +70,6 @@ pub enum QueueType {
     Quorum,
 }
 
-/// A duration written as `"10s"`, `"30d"`, `"1h 30m"`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Dur(pub Duration);
-
-impl<'de> Deserialize<'de> for Dur {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        humantime::parse_duration(&s)
-            .map(Dur)
-            .map_err(|e| serde::de::Error::custom(format!("invalid duration {s:?}: {e}")))
-    }
-}
-
-/// A secret as written in the config. Resolved into a [`SecretString`] by [`Secret::resolve`].
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-pub enum Secret {
-    Plain(String),
-    Env { env: String },
-    File { file: PathBuf },
-    Credential { credential: String },
-}
-
-/// A resolved secret. `Debug` never prints it, so a stray `{:?}` cannot leak it into logs.
-#[derive(Clone, PartialEq, Eq)]
-pub struct SecretString(String);
-
-impl SecretString {
-    pub fn new(s: impl Into<String>) -> Self {
-        SecretString(s.into())
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for SecretString {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SecretString(***)")
-    }
-}
-
-impl Secret {
-    /// Reads the secret. File and credential contents lose one trailing newline, which editors
-    /// and `echo` add but no provider key contains.
-    pub fn resolve(&self, base: &Path) -> Result<SecretString, String> {
-        let trim = |s: String| {
-            s.strip_suffix('\n')
-                .map(|s| s.strip_suffix('\r').unwrap_or(s).to_string())
-                .unwrap_or(s)
-        };
-        match self {
-            Secret::Plain(s) => Ok(SecretString(s.clone())),
-            Secret::Env { env } => std::env::var(env)
-                .map(SecretString)
-                .map_err(|_| format!("environment variable {env} is not set")),
-            Secret::File { file } => {
-                let path = base.join(file);
-                std::fs::read_to_string(&path)
-                    .map(|s| SecretString(trim(s)))
-                    .map_err(|e| format!("cannot read secret file {}: {e}", path.display()))
-            }
-            Secret::Credential { credential } => {
-                let dir = std::env::var_os("CREDENTIALS_DIRECTORY").ok_or_else(|| {
-                    format!("credential {credential:?} requested but $CREDENTIALS_DIRECTORY is not set (use LoadCredential= in the unit)")
-                })?;
-                let path = Path::new(&dir).join(credential);
-                std::fs::read_to_string(&path)
-                    .map(|s| SecretString(trim(s)))
-                    .map_err(|e| format!("cannot read credential {}: {e}", path.display()))
-            }
-        }
-    }
-}
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
@@ -150,6 +77,9 @@ pub struct ServerConfig {
     pub max_body_bytes: u64,
     pub request_timeout: Dur,
     pub trusted_proxies: Vec<IpNet>,
+    /// Signed event times older than this are refused (SPEC §6.3). `None`: not written, so
+    /// derived from the retention by [`Config::max_event_age`].
+    pub max_event_age: Option<DurOrOff>,
 }
 
 impl Default for ServerConfig {
@@ -162,6 +92,7 @@ impl Default for ServerConfig {
                 "127.0.0.1/32".parse().expect("literal"),
                 "::1/128".parse().expect("literal"),
             ],
+            max_event_age: None,
         }
     }
 }
@@ -203,7 +134,8 @@ impl Default for StoreConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AmqpConfig {
-    pub url: Secret,
+    /// One node, or the nodes of a cluster in the order the relay tries them.
+    pub url: SecretList,
     pub exchange: String,
     pub queue: String,
     pub queue_type: QueueType,
@@ -214,7 +146,7 @@ pub struct AmqpConfig {
 impl Default for AmqpConfig {
     fn default() -> Self {
         AmqpConfig {
-            url: Secret::Plain("amqp://guest:guest@127.0.0.1:5672/%2f".into()),
+            url: Secret::Plain("amqp://guest:guest@127.0.0.1:5672/%2f".into()).into(),
             exchange: "payhook.events".into(),
             queue: "payhook.events".into(),
             queue_type: QueueType::Classic,
@@ -298,18 +230,50 @@ impl Config {
         let mut seen = std::collections::HashSet::new();
         for s in &raw.sources {
             let valid = !s.name.is_empty()
+                && s.name.len() <= MAX_SOURCE_NAME
                 && s.name.bytes().all(|b| {
                     b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-'
                 });
             if !valid {
                 return Err(invalid(format!(
-                    "source name {:?} must match [a-z0-9_-]+",
-                    s.name
+                    "source name {} must match [a-z0-9_-]{{1,{MAX_SOURCE_NAME}}}",
+                    crate::text::Quoted(&s.name)
                 )));
             }
             if !seen.insert(s.name.clone()) {
                 return Err(invalid(format!("source name {:?} is used twice", s.name)));
             }
+        }
+        for (key, d) in [
+            ("[server] request_timeout", raw.server.request_timeout),
+            ("[amqp] confirm_timeout", raw.amqp.confirm_timeout),
+            ("[store] retention", raw.store.retention),
+        ] {
+            if d.0.is_zero() {
+                return Err(invalid(format!("{key} must be more than zero")));
+            }
+        }
+        if let Some(DurOrOff::On(age)) = raw.server.max_event_age {
+            if age.is_zero() || age >= raw.store.retention.0 {
+                return Err(invalid(format!(
+                    "[server] max_event_age ({}) must be more than zero and less than [store] \
+                     retention ({}), or \"off\"",
+                    humantime::format_duration(age),
+                    raw.store.retention
+                )));
+            }
+        }
+        // AMQP short strings hold 255 bytes; the broker refuses longer names anyway.
+        for (key, name) in [
+            ("[amqp] exchange", &raw.amqp.exchange),
+            ("[amqp] queue", &raw.amqp.queue),
+        ] {
+            if name.len() > 255 {
+                return Err(invalid(format!("{key} is longer than 255 bytes")));
+            }
+        }
+        if raw.amqp.url.0.is_empty() {
+            return Err(invalid("[amqp] url lists no broker".into()));
         }
         if raw.amqp.max_in_flight == 0 {
             return Err(invalid("[amqp] max_in_flight must be at least 1".into()));
@@ -332,9 +296,13 @@ impl Config {
     }
 }
 
+/// Source names are short enough that `{source}.{event_type}` routing keys and
+/// `payhook/{source}` CloudEvent sources always fit the broker's 255-byte short strings.
+pub const MAX_SOURCE_NAME: usize = 64;
+
 impl Config {
-    /// Resolves `[amqp] url` (it may be a secret).
-    pub fn amqp_url(&self) -> Result<SecretString, ConfigError> {
+    /// Resolves `[amqp] url` (each entry may be a secret): the broker nodes in the order given.
+    pub fn amqp_urls(&self) -> Result<Vec<SecretString>, ConfigError> {
         self.amqp
             .url
             .resolve(&self.base_dir)
@@ -342,6 +310,20 @@ impl Config {
                 path: self.path.clone(),
                 message: format!("[amqp] url: {e}"),
             })
+    }
+
+    /// The replay window of SPEC §6.3: as written, else the retention less one day (half of a
+    /// retention under two days). `None` when it is "off".
+    pub fn max_event_age(&self) -> Option<Duration> {
+        match self.server.max_event_age {
+            Some(DurOrOff::Off) => None,
+            Some(DurOrOff::On(d)) => Some(d),
+            None => {
+                let r = self.store.retention.0;
+                let day = Duration::from_secs(86400);
+                Some(if r < 2 * day { r / 2 } else { r - day })
+            }
+        }
     }
 }
 
@@ -383,32 +365,46 @@ mod tests {
     }
 
     #[test]
-    fn secret_forms() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("s"), "from-file\n").unwrap();
-        let base = dir.path();
-        assert_eq!(
-            Secret::Plain("x".into()).resolve(base).unwrap().expose(),
-            "x"
-        );
-        let f = Secret::File { file: "s".into() };
-        assert_eq!(f.resolve(base).unwrap().expose(), "from-file");
-        let e = Secret::Env {
-            env: "PAYHOOK_TEST_SURELY_UNSET".into(),
-        };
-        assert!(e.resolve(base).is_err());
-        assert_eq!(
-            format!("{:?}", SecretString::new("hunter2")),
-            "SecretString(***)"
-        );
-    }
-
-    #[test]
     fn bad_source_names() {
-        for name in ["Upper", "", "a b", "x/y"] {
+        let long = "a".repeat(MAX_SOURCE_NAME + 1);
+        for name in ["Upper", "", "a b", "x/y", long.as_str()] {
             let text =
                 format!("[[source]]\nname = {name:?}\nprovider = \"pingpp\"\npublic_keys = []\n");
             assert!(Config::parse(Path::new("c.toml"), &text).is_err(), "{name}");
         }
+    }
+
+    #[test]
+    fn zero_durations_and_event_age() {
+        for (table, key) in [
+            ("server", "request_timeout"),
+            ("amqp", "confirm_timeout"),
+            ("store", "retention"),
+        ] {
+            let text = format!("[{table}]\n{key} = \"0s\"\n");
+            let err = Config::parse(Path::new("c.toml"), &text)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{err}");
+        }
+        let c = Config::parse(Path::new("c.toml"), "").unwrap();
+        assert_eq!(c.max_event_age(), Some(Duration::from_secs(29 * 86400)));
+        let c = Config::parse(Path::new("c.toml"), "[store]\nretention = \"1d\"").unwrap();
+        assert_eq!(c.max_event_age(), Some(Duration::from_secs(43200)));
+        let c = Config::parse(Path::new("c.toml"), "[server]\nmax_event_age = \"off\"").unwrap();
+        assert_eq!(c.max_event_age(), None);
+        assert!(Config::parse(Path::new("c.toml"), "[server]\nmax_event_age = \"30d\"").is_err());
+        assert!(Config::parse(Path::new("c.toml"), "[server]\nmax_event_age = \"0s\"").is_err());
+    }
+
+    #[test]
+    fn amqp_url_list() {
+        let c = Config::parse(
+            Path::new("c.toml"),
+            "[amqp]\nurl = [\"amqp://a\", { env = \"PAYHOOK_TEST_URL_B\" }]\n",
+        )
+        .unwrap();
+        assert_eq!(c.amqp.url.0.len(), 2);
+        assert!(Config::parse(Path::new("c.toml"), "[amqp]\nurl = []\n").is_err());
     }
 }

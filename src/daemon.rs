@@ -149,7 +149,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let metrics = metrics_handle();
-    let amqp_url = config.amqp_url()?;
+    let amqp_urls = config.amqp_urls()?;
     let (store, writer) = Store::open(&config.store.path, config.store.synchronous)
         .with_context(|| format!("cannot open the store {}", config.store.path.display()))?;
     tracing::info!(
@@ -161,7 +161,7 @@ pub async fn run(
     let relay_state = Arc::new(RelayState::default());
     let relay_stop = CancellationToken::new();
     let settings = AmqpSettings {
-        url: amqp_url.expose().to_string(),
+        urls: amqp_urls.iter().map(|u| u.expose().to_string()).collect(),
         exchange: config.amqp.exchange.clone(),
         queue: config.amqp.queue.clone(),
         queue_type: config.amqp.queue_type,

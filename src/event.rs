@@ -2,7 +2,7 @@
 //! The message is built once at intake and stored, so a replay years later sends the same bytes.
 
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
@@ -48,7 +48,30 @@ impl Outcome {
     }
 }
 
-/// What a provider module extracts from a verified webhook.
+/// What the CloudEvent's `data.payload` holds.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Payload {
+    /// The request body itself, byte for byte. Only for a body the provider has already checked
+    /// to be exactly one JSON value (its parse succeeded); it is neither parsed into a tree nor
+    /// re-serialized, so the queue carries the signed bytes.
+    Body,
+    /// A JSON value the provider built (XML and form fields, PingPong's decoded `bizContent`).
+    Json(Value),
+}
+
+impl Payload {
+    /// The built value; `Null` for [`Payload::Body`] (whose JSON is the body itself).
+    pub fn json(&self) -> &Value {
+        static NULL: Value = Value::Null;
+        match self {
+            Payload::Body => &NULL,
+            Payload::Json(v) => v,
+        }
+    }
+}
+
+/// What a provider module extracts from a verified webhook. Every field comes from content the
+/// signature covers (SPEC §6.3).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Normalized {
     pub event_type: String,
@@ -61,7 +84,13 @@ pub struct Normalized {
     pub money: Money,
     pub livemode: Option<bool>,
     pub occurred_at: Option<OffsetDateTime>,
-    pub payload: Value,
+    /// The event time the signature covers, for the replay window (`[server] max_event_age`);
+    /// `None` when the provider signs none.
+    pub signed_time: Option<OffsetDateTime>,
+    /// SHA-256 of the signed content in its canonical form: two webhooks with the same dedup
+    /// key and the same hash are duplicates; the same key with another hash is a conflict.
+    pub content_hash: [u8; 32],
+    pub payload: Payload,
 }
 
 /// Amount and currency as the CloudEvent carries them. Built only through the constructors, which
@@ -197,6 +226,36 @@ pub fn rfc3339_millis(t: OffsetDateTime) -> String {
     t.format(&fmt).unwrap_or_default()
 }
 
+/// AMQP short strings (routing key, the `type` property) hold at most this many bytes.
+pub const SHORT_STRING_MAX: usize = 255;
+
+/// `{prefix}.{event_type}` within [`SHORT_STRING_MAX`] bytes (SPEC §5): when too long, the
+/// event-type part is cut at a character boundary and ends in `~` and the first 8 hex digits
+/// of the SHA-256 of the whole event type, so the result stays deterministic.
+pub fn bounded_name(prefix: &str, event_type: &str) -> String {
+    let whole = prefix.len() + 1 + event_type.len();
+    if whole <= SHORT_STRING_MAX {
+        let mut s = String::with_capacity(whole);
+        s.push_str(prefix);
+        s.push('.');
+        s.push_str(event_type);
+        return s;
+    }
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(event_type.as_bytes());
+    let tag = hex::encode(&digest[..4]);
+    // prefix + "." + cut + "~" + 8 hex digits
+    let room = SHORT_STRING_MAX.saturating_sub(prefix.len() + 1 + 1 + tag.len());
+    let cut = crate::text::clip(event_type, room);
+    let mut s = String::with_capacity(SHORT_STRING_MAX);
+    s.push_str(prefix);
+    s.push('.');
+    s.push_str(cut);
+    s.push('~');
+    s.push_str(&tag);
+    s
+}
+
 /// A verified, normalized webhook ready to be stored: everything the relay needs is in here.
 #[derive(Debug, Clone)]
 pub struct Event {
@@ -205,6 +264,7 @@ pub struct Event {
     pub provider: &'static str,
     pub dedup_key: String,
     pub event_type: String,
+    /// `{source}.{event_type}`, bounded (see [`bounded_name`]).
     pub routing_key: String,
     pub received_at: OffsetDateTime,
     /// Unix seconds of the CloudEvent `time`.
@@ -212,8 +272,46 @@ pub struct Event {
     pub subject: Option<String>,
     /// The CloudEvent, serialized: the AMQP message body.
     pub message: Vec<u8>,
+    /// Where the request body sits inside `message` when the payload is the body itself
+    /// ([`Payload::Body`]); the store then keeps one copy.
+    pub body_offset: Option<usize>,
     pub content_type: Option<String>,
+    pub content_hash: [u8; 32],
     pub body: bytes::Bytes,
+}
+
+/// The CloudEvent of SPEC §5 up to `data.payload`, which [`Event::build`] appends.
+#[derive(Serialize)]
+struct CloudEvent<'a> {
+    specversion: &'static str,
+    id: &'a str,
+    source: &'a str,
+    #[serde(rename = "type")]
+    ce_type: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    subject: Option<&'a str>,
+    time: &'a str,
+    datacontenttype: &'static str,
+    data: Data<'a>,
+}
+
+#[derive(Serialize)]
+struct Data<'a> {
+    provider: &'a str,
+    source: &'a str,
+    event_type: &'a str,
+    provider_event_id: Option<&'a str>,
+    dedup_key: &'a str,
+    category: Category,
+    outcome: Outcome,
+    order_no: Option<&'a str>,
+    transaction_id: Option<&'a str>,
+    amount: Option<&'a str>,
+    amount_minor: Option<i64>,
+    currency: Option<&'a str>,
+    livemode: Option<bool>,
+    occurred_at: Option<String>,
+    received_at: String,
 }
 
 impl Event {
@@ -226,53 +324,75 @@ impl Event {
         body: bytes::Bytes,
     ) -> Event {
         let id = event_id(source, &n.dedup_key);
+        let id_text = id.hyphenated().to_string();
         let time = n.occurred_at.unwrap_or(received_at);
-        let mut ce = json!({
-            "specversion": "1.0",
-            "id": id.to_string(),
-            "source": format!("payhook/{source}"),
-            "type": format!("{provider}.{}", n.event_type),
-        });
-        let obj = ce.as_object_mut().expect("json! object");
-        if let Some(s) = &n.order_no {
-            obj.insert("subject".into(), Value::String(s.clone()));
+        let ce_source = format!("payhook/{source}");
+        let ce_type = format!("{provider}.{}", n.event_type);
+        let time_text = rfc3339_seconds(time);
+        let ce = CloudEvent {
+            specversion: "1.0",
+            id: &id_text,
+            source: &ce_source,
+            ce_type: &ce_type,
+            subject: n.order_no.as_deref(),
+            time: &time_text,
+            datacontenttype: "application/json",
+            data: Data {
+                provider,
+                source,
+                event_type: &n.event_type,
+                provider_event_id: n.provider_event_id.as_deref(),
+                dedup_key: &n.dedup_key,
+                category: n.category,
+                outcome: n.outcome,
+                order_no: n.order_no.as_deref(),
+                transaction_id: n.transaction_id.as_deref(),
+                amount: n.money.amount.as_deref(),
+                amount_minor: n.money.amount_minor,
+                currency: n.money.currency.as_deref(),
+                livemode: n.livemode,
+                occurred_at: n.occurred_at.map(rfc3339_seconds),
+                received_at: rfc3339_millis(received_at),
+            },
+        };
+        // `data` is the last member of the event and `payload` the last of `data`: serialize
+        // the rest, drop the two closing braces, and append the payload.
+        let extra = match &n.payload {
+            Payload::Body => body.len(),
+            Payload::Json(_) => 256,
+        };
+        let mut message = Vec::with_capacity(640 + extra + n.event_type.len() * 2);
+        let mut body_offset = None;
+        if serde_json::to_writer(&mut message, &ce).is_ok() && message.ends_with(b"}}") {
+            message.truncate(message.len() - 2);
+            message.extend_from_slice(b",\"payload\":");
+            match &n.payload {
+                Payload::Body => {
+                    body_offset = Some(message.len());
+                    message.extend_from_slice(&body);
+                }
+                Payload::Json(v) => {
+                    if serde_json::to_writer(&mut message, v).is_err() {
+                        message.extend_from_slice(b"null");
+                    }
+                }
+            }
+            message.extend_from_slice(b"}}");
         }
-        obj.insert("time".into(), Value::String(rfc3339_seconds(time)));
-        obj.insert("datacontenttype".into(), "application/json".into());
-        obj.insert(
-            "data".into(),
-            json!({
-                "provider": provider,
-                "source": source,
-                "event_type": n.event_type,
-                "provider_event_id": n.provider_event_id,
-                "dedup_key": n.dedup_key,
-                "category": n.category,
-                "outcome": n.outcome,
-                "order_no": n.order_no,
-                "transaction_id": n.transaction_id,
-                "amount": n.money.amount,
-                "amount_minor": n.money.amount_minor,
-                "currency": n.money.currency,
-                "livemode": n.livemode,
-                "occurred_at": n.occurred_at.map(rfc3339_seconds),
-                "received_at": rfc3339_millis(received_at),
-                "payload": n.payload,
-            }),
-        );
-        let message = serde_json::to_vec(&ce).expect("a JSON value always serializes");
         Event {
             id,
             source: source.to_string(),
             provider,
-            routing_key: format!("{source}.{}", n.event_type),
+            routing_key: bounded_name(source, &n.event_type),
             event_type: n.event_type,
             dedup_key: n.dedup_key,
             received_at,
             time_unix: time.unix_timestamp(),
             subject: n.order_no,
             message,
+            body_offset,
             content_type,
+            content_hash: n.content_hash,
             body,
         }
     }
@@ -337,5 +457,83 @@ mod tests {
         assert_eq!(Outcome::from_word("Canceled"), Outcome::Cancelled);
         assert_eq!(Outcome::from_word("auth_success"), Outcome::Pending);
         assert_eq!(Outcome::from_word("declined"), Outcome::Failed);
+    }
+
+    #[test]
+    fn bounded_names_fit_short_strings() {
+        assert_eq!(
+            bounded_name("src", "charge.succeeded"),
+            "src.charge.succeeded"
+        );
+        let long = "é".repeat(300);
+        let b = bounded_name(&"s".repeat(64), &long);
+        assert!(b.len() <= SHORT_STRING_MAX, "{}", b.len());
+        assert!(b.contains('~'));
+        assert_eq!(b, bounded_name(&"s".repeat(64), &long), "deterministic");
+        let other = format!("{}x", "é".repeat(300));
+        assert_ne!(
+            b,
+            bounded_name(&"s".repeat(64), &other),
+            "the hash tells them apart"
+        );
+        let exact = "a".repeat(SHORT_STRING_MAX - 2);
+        assert_eq!(bounded_name("s", &exact).len(), SHORT_STRING_MAX);
+        assert!(bounded_name("s", &format!("{exact}a")).len() <= SHORT_STRING_MAX);
+    }
+
+    fn normalized(payload: Payload) -> Normalized {
+        Normalized {
+            event_type: "charge.succeeded".into(),
+            provider_event_id: Some("evt_1".into()),
+            dedup_key: "evt_1".into(),
+            category: Category::Payment,
+            outcome: Outcome::Succeeded,
+            order_no: Some("o1".into()),
+            transaction_id: None,
+            money: Money::from_minor(Some(100), Some("cny")),
+            livemode: Some(true),
+            occurred_at: None,
+            signed_time: None,
+            content_hash: [0; 32],
+            payload,
+        }
+    }
+
+    #[test]
+    fn cloudevent_with_the_body_inside() {
+        let body = bytes::Bytes::from_static(b" {\"a\": [1, \"\\u00e9\"]}\n");
+        let at = time::macros::datetime!(2026-11-22 10:00:00.123 UTC);
+        let e = Event::build(
+            "src",
+            "pingpp",
+            normalized(Payload::Body),
+            at,
+            None,
+            body.clone(),
+        );
+        let off = e.body_offset.unwrap();
+        assert_eq!(&e.message[off..off + body.len()], &body[..]);
+        let v: Value = serde_json::from_slice(&e.message).unwrap();
+        assert_eq!(v["specversion"], "1.0");
+        assert_eq!(v["subject"], "o1");
+        assert_eq!(v["time"], "2026-11-22T10:00:00Z");
+        assert_eq!(v["data"]["received_at"], "2026-11-22T10:00:00.123Z");
+        assert_eq!(v["data"]["occurred_at"], Value::Null);
+        assert_eq!(v["data"]["amount"], "1.00");
+        assert_eq!(v["data"]["payload"]["a"][1], "é");
+        let keys: Vec<_> = v["data"].as_object().unwrap().keys().cloned().collect();
+        assert_eq!(keys.last().map(String::as_str), Some("payload"));
+
+        let j = Event::build(
+            "src",
+            "pingpp",
+            normalized(Payload::Json(serde_json::json!({"k": "v"}))),
+            at,
+            None,
+            body,
+        );
+        assert_eq!(j.body_offset, None);
+        let v: Value = serde_json::from_slice(&j.message).unwrap();
+        assert_eq!(v["data"]["payload"]["k"], "v");
     }
 }

@@ -7,9 +7,12 @@
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod duration;
 pub mod event;
 pub mod http;
 pub mod logging;
 pub mod providers;
 pub mod relay;
+pub mod secret;
 pub mod store;
+pub mod text;

@@ -127,7 +127,7 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
 fn serve(explicit: Option<&Path>) -> Result<(), Failure> {
     let config = load_config(explicit)?;
     crate::logging::init(config.log_format);
-    config.amqp_url()?;
+    config.amqp_urls()?;
     let sources = crate::daemon::build_sources(&config).map_err(Failure::config)?;
     if sources.is_empty() {
         tracing::warn!("no [[source]] configured: every hook path answers 404");
@@ -150,7 +150,7 @@ fn serve(explicit: Option<&Path>) -> Result<(), Failure> {
 
 fn check_config(explicit: Option<&Path>) -> Result<(), Failure> {
     let config = load_config(explicit)?;
-    let amqp_url = config.amqp_url()?;
+    let amqp_urls = config.amqp_urls()?;
     let sources = crate::daemon::build_sources(&config).map_err(Failure::config)?;
     println!("config:   {}", config.path.display());
     println!("public:   http://{}/hooks/{{source}}", config.server.listen);
@@ -164,7 +164,11 @@ fn check_config(explicit: Option<&Path>) -> Result<(), Failure> {
     );
     println!(
         "amqp:     {} exchange={:?} queue={:?} ({:?})",
-        redact_url(amqp_url.expose()),
+        amqp_urls
+            .iter()
+            .map(|u| redact_url(u.expose()))
+            .collect::<Vec<_>>()
+            .join(", "),
         config.amqp.exchange,
         config.amqp.queue,
         config.amqp.queue_type

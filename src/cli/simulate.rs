@@ -15,8 +15,8 @@ use rand::Rng;
 use tokio::sync::Mutex;
 
 use super::{ConfigArg, Failure, load_config};
-use crate::config::SecretString;
 use crate::providers::{ProviderConfig, pinddpay, pingpong, wechat_alarm};
+use crate::secret::SecretString;
 
 #[derive(Args)]
 pub struct SimulateArgs {

@@ -17,8 +17,8 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::{Inbound, ProviderError, Verifier, hex_digest_eq};
-use crate::config::{Secret, SecretString};
-use crate::event::{Category, Money, Normalized, Outcome};
+use crate::event::{Category, Money, Normalized, Outcome, Payload};
+use crate::secret::{Secret, SecretString};
 
 pub const SIGNATURE_HEADER: &str = "sign-token";
 
@@ -237,8 +237,10 @@ pub fn normalize(event: Value) -> Result<Normalized, ProviderError> {
         money,
         livemode: None,
         occurred_at: event.get("eventAt").and_then(parse_event_at),
+        signed_time: None,
+        content_hash: [0; 32],
         event_type,
-        payload: event,
+        payload: Payload::Json(event),
     })
 }
 

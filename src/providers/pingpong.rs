@@ -30,8 +30,8 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::{Inbound, ProviderError, Verifier, body_hash_key, hex_digest_eq, media_type_essence};
-use crate::config::{Secret, SecretString};
-use crate::event::{Category, Money, Normalized, Outcome};
+use crate::event::{Category, Money, Normalized, Outcome, Payload};
+use crate::secret::{Secret, SecretString};
 
 /// Which fields a dispute (chargeback) notification's signature covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -439,7 +439,9 @@ fn normalize(env: Envelope, body: &[u8]) -> Result<Normalized, ProviderError> {
                 money: Money::from_decimal(look("amount").as_deref(), look("currency").as_deref()),
                 livemode: None,
                 occurred_at: look("eventDate").as_deref().and_then(parse_time),
-                payload: Value::Null,
+                signed_time: None,
+                content_hash: [0; 32],
+                payload: Payload::Body,
             }
         }
         Shape::V4 => {
@@ -502,7 +504,9 @@ fn normalize(env: Envelope, body: &[u8]) -> Result<Normalized, ProviderError> {
                 money: Money::from_decimal(look("amount").as_deref(), look("currency").as_deref()),
                 livemode: None,
                 occurred_at,
-                payload: Value::Null,
+                signed_time: None,
+                content_hash: [0; 32],
+                payload: Payload::Body,
             }
         }
         Shape::V2 => {
@@ -540,11 +544,17 @@ fn normalize(env: Envelope, body: &[u8]) -> Result<Normalized, ProviderError> {
                 money: Money::from_decimal(look("amount").as_deref(), look("currency").as_deref()),
                 livemode: None,
                 occurred_at: look("transactionTime").as_deref().and_then(parse_time),
-                payload: Value::Null,
+                signed_time: None,
+                content_hash: [0; 32],
+                payload: Payload::Body,
             }
         }
     };
-    Ok(Normalized { payload: top, ..n })
+    Ok(Normalized {
+        payload: Payload::Json(top),
+        content_hash: <Sha256 as Digest>::digest(body).into(),
+        ..n
+    })
 }
 
 impl Verifier for Pingpong {
@@ -630,8 +640,11 @@ mod tests {
         assert_eq!(n.transaction_id.as_deref(), Some("2023092050004595"));
         assert_eq!(n.order_no.as_deref(), Some("PMT-9ICSCWF9H51695189441815"));
         assert!(n.dedup_key.starts_with("sha256:"));
-        assert_eq!(n.payload["bizContent"]["paymentMethod"]["type"], "scheme");
-        assert_eq!(n.payload["code"], "301002");
+        assert_eq!(
+            n.payload.json()["bizContent"]["paymentMethod"]["type"],
+            "scheme"
+        );
+        assert_eq!(n.payload.json()["code"], "301002");
         assert!(matches!(
             run(&pp(SALT2), JSON, &body),
             Err(ProviderError::Unauthorized(_))
@@ -672,7 +685,10 @@ mod tests {
             n.occurred_at.unwrap().unix_timestamp_nanos(),
             1_695_189_441_815_000_000
         );
-        assert_eq!(n.payload["bizContent"]["refundId"], "2023092060000001");
+        assert_eq!(
+            n.payload.json()["bizContent"]["refundId"],
+            "2023092060000001"
+        );
         // The same body with one value changed no longer verifies.
         let t = String::from_utf8(body).unwrap().replace("10.00", "90.00");
         assert!(matches!(
@@ -695,8 +711,8 @@ mod tests {
             n.occurred_at.unwrap(),
             time::macros::datetime!(2023-04-19 13:50:28 UTC)
         );
-        assert_eq!(n.payload["description"], "Transaction succeeded");
-        assert_eq!(n.payload["token"], "");
+        assert_eq!(n.payload.json()["description"], "Transaction succeeded");
+        assert_eq!(n.payload.json()["token"], "");
         assert!(matches!(
             run(&pp(SALT2), FORM, &body),
             Err(ProviderError::Unauthorized(_))
@@ -825,7 +841,7 @@ mod tests {
         );
         assert_eq!(n.order_no.as_deref(), Some("M-7"));
         assert_eq!(n.money.amount_minor, Some(500));
-        assert_eq!(n.payload["defendable"], true);
+        assert_eq!(n.payload.json()["defendable"], true);
 
         // The accId-only signature.
         let mut m: Map<String, Value> = serde_json::from_str(&b).unwrap();
@@ -922,7 +938,7 @@ mod tests {
         assert_eq!(n.dedup_key, "SALE:T9:FAILED");
         assert_eq!(n.outcome, Outcome::Failed);
         assert_eq!(n.money.amount_minor, Some(1));
-        assert_eq!(n.payload["description"], "a b&c=d");
+        assert_eq!(n.payload.json()["description"], "a b&c=d");
     }
 
     #[test]
@@ -983,7 +999,7 @@ mod tests {
             let b = envelope(SALT1, &biz);
             let n = run(&pp(SALT1), JSON, b.as_bytes()).unwrap();
             let parsed: Value = serde_json::from_str(&biz).unwrap();
-            prop_assert_eq!(&n.payload["bizContent"], &parsed);
+            prop_assert_eq!(&n.payload.json()["bizContent"], &parsed);
             prop_assert!(n.occurred_at.is_some());
             prop_assert!(n.money.amount.is_some());
             prop_assert!(!n.dedup_key.starts_with("sha256:"));

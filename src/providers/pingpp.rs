@@ -15,7 +15,7 @@ use sha2::Sha256;
 use time::OffsetDateTime;
 
 use super::{Inbound, ProviderError, Verifier, body_hash_key};
-use crate::event::{Category, Money, Normalized, Outcome};
+use crate::event::{Category, Money, Normalized, Outcome, Payload};
 
 pub const SIGNATURE_HEADER: &str = "x-pingplusplus-signature";
 
@@ -168,9 +168,12 @@ pub fn normalize(event: Value, body: &[u8]) -> Result<Normalized, ProviderError>
         transaction_id,
         money,
         livemode: event.get("livemode").and_then(Value::as_bool),
+        signed_time: occurred_at,
         occurred_at,
+        content_hash: sha2::Digest::finalize(<Sha256 as sha2::Digest>::new_with_prefix(body))
+            .into(),
         event_type,
-        payload: event,
+        payload: Payload::Json(event),
     })
 }
 
@@ -301,7 +304,7 @@ mod tests {
                 let object = &v["data"]["object"];
                 let expected = object["currency"].as_str().and(object["amount"].as_i64());
                 prop_assert_eq!(n.money.amount_minor, expected);
-                prop_assert_eq!(n.payload, v);
+                prop_assert_eq!(n.payload.json(), &v);
             }
 
             #[test]

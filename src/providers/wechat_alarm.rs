@@ -23,8 +23,9 @@ use sha1::{Digest, Sha1};
 use time::OffsetDateTime;
 
 use super::{Inbound, ProviderError, Verifier, hex_digest_eq};
-use crate::config::{Dur, Secret, SecretString};
-use crate::event::{Category, Money, Normalized, Outcome};
+use crate::duration::Dur;
+use crate::event::{Category, Money, Normalized, Outcome, Payload};
+use crate::secret::{Secret, SecretString};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -344,8 +345,10 @@ fn normalize(fields: XmlFields) -> Normalized {
         transaction_id: None,
         money: Money::default(),
         livemode: None,
+        signed_time: occurred_at,
         occurred_at,
-        payload: Value::Object(payload),
+        content_hash: [0; 32],
+        payload: Payload::Json(Value::Object(payload)),
     }
 }
 
@@ -413,8 +416,8 @@ mod tests {
             "wxd930ea5d5a258f4f:1001:1393860740:a7fdeb6930a2a070da542d2da9c674a55d10972c"
         );
         assert_eq!(n.occurred_at.unwrap().unix_timestamp(), 1393860740);
-        assert_eq!(n.payload["Description"], "错误描述");
-        assert_eq!(n.payload["SignMethod"], "sha1");
+        assert_eq!(n.payload.json()["Description"], "错误描述");
+        assert_eq!(n.payload.json()["SignMethod"], "sha1");
         assert_eq!(n.order_no, None);
         assert_eq!(n.money, Money::default());
         // Wrong key, foreign app id.
@@ -503,7 +506,7 @@ mod tests {
             n.dedup_key,
             format!("wxd930ea5d5a258f4f:1001:1393860740:{sig}")
         );
-        assert_eq!(n.payload["AppId"], APP1);
+        assert_eq!(n.payload.json()["AppId"], APP1);
     }
 
     #[test]
@@ -611,8 +614,8 @@ mod tests {
             let body = signed_alarm_xml(APP1, KEY1, &e, &d, &c, t);
             let n = run(&w(APP1, KEY1), body.as_bytes()).unwrap();
             prop_assert_eq!(n.event_type, format!("alarm.{e}"));
-            prop_assert_eq!(&n.payload["Description"], &Value::String(d));
-            prop_assert_eq!(&n.payload["AlarmContent"], &Value::String(c));
+            prop_assert_eq!(&n.payload.json()["Description"], &Value::String(d));
+            prop_assert_eq!(&n.payload.json()["AlarmContent"], &Value::String(c));
             prop_assert_eq!(n.occurred_at.unwrap().unix_timestamp(), t);
         }
 

@@ -19,7 +19,8 @@ use crate::store::PendingEvent;
 
 #[derive(Debug, Clone)]
 pub struct AmqpSettings {
-    pub url: String,
+    /// Broker nodes in the order they are tried.
+    pub urls: Vec<String>,
     pub exchange: String,
     pub queue: String,
     pub queue_type: QueueType,
@@ -89,9 +90,22 @@ impl Session {
     async fn open_unbounded(s: &AmqpSettings) -> Result<Session, RelayError> {
         let props =
             ConnectionProperties::default().with_connection_name(LongString::from("payhook"));
-        let conn = Connection::connect(&s.url, props)
-            .await
-            .map_err(RelayError::Connect)?;
+        let mut last = None;
+        let mut conn = None;
+        for url in &s.urls {
+            match Connection::connect(url, props.clone()).await {
+                Ok(c) => {
+                    conn = Some(c);
+                    break;
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        let conn = match (conn, last) {
+            (Some(c), _) => c,
+            (None, Some(e)) => return Err(RelayError::Connect(e)),
+            (None, None) => return Err(RelayError::Disconnected),
+        };
         let channel = conn.create_channel().await.map_err(RelayError::Connect)?;
         channel
             .confirm_select(ConfirmSelectOptions::default())

@@ -171,7 +171,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{Category, Money, Normalized, Outcome};
+    use crate::event::{Category, Money, Normalized, Outcome, Payload};
 
     fn event(key: &str) -> Event {
         let n = Normalized {
@@ -185,7 +185,9 @@ mod tests {
             money: Money::default(),
             livemode: None,
             occurred_at: None,
-            payload: serde_json::json!({}),
+            signed_time: None,
+            content_hash: [0; 32],
+            payload: Payload::Json(serde_json::json!({})),
         };
         let old = time::OffsetDateTime::from_unix_timestamp(1_000_000).unwrap();
         Event::build(
