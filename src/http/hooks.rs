@@ -183,12 +183,24 @@ impl Intake {
         );
         let event_id = event.id.to_string();
         let dedup_key = event.dedup_key.clone();
+        let content_hash = event.content_hash;
         let inserted = self.store.insert(event).await?;
+        if let Inserted::Conflict { stored } = inserted {
+            tracing::warn!(
+                source = %source.name,
+                event_id = %event_id,
+                dedup_key = %crate::text::Quoted(&dedup_key),
+                stored_content_sha256 = %hex::encode(stored),
+                received_content_sha256 = %hex::encode(content_hash),
+                "conflict: same dedup key, different signed content; not published"
+            );
+        }
         let outcome = Outcome {
             status: StatusCode::OK,
             outcome: match inserted {
                 Inserted::New => "accepted",
                 Inserted::Duplicate => "duplicate",
+                Inserted::Conflict { .. } => "conflict",
             },
             event_id: Some(event_id),
             dedup_key: Some(dedup_key),

@@ -37,7 +37,13 @@ impl From<rusqlite::Error> for StoreError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Inserted {
     New,
+    /// Same source, dedup key and signed content as a stored event.
     Duplicate,
+    /// Same source and dedup key as a stored event, but other signed content (SPEC §6.3): not
+    /// stored, not published. `stored` is the content hash of the event already stored.
+    Conflict {
+        stored: [u8; 32],
+    },
 }
 
 enum Command {
