@@ -106,6 +106,11 @@ fn describe_metrics() {
         "Events whose last publish attempt failed (each on its own backoff)"
     );
     describe_counter!(
+        "payhook_relay_store_reads_total",
+        "Pages of pending events the relay read from the store (at start, after an overflow of \
+         the in-memory feed, after another process changed the store)"
+    );
+    describe_counter!(
         "payhook_relay_restarts_total",
         "Times the relay task died and was restarted"
     );

@@ -71,14 +71,22 @@ pub async fn supervise(
     state: Arc<RelayState>,
     shutdown: CancellationToken,
 ) {
+    let st = state.clone();
+    let stop = shutdown.clone();
+    supervise_with(&state, &shutdown, move || {
+        run(store.clone(), settings.clone(), st.clone(), stop.clone())
+    })
+    .await
+}
+
+/// The supervision itself: `make` builds a fresh relay each time.
+async fn supervise_with<F, Fut>(state: &RelayState, shutdown: &CancellationToken, make: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     loop {
-        let task = tokio::spawn(run(
-            store.clone(),
-            settings.clone(),
-            state.clone(),
-            shutdown.clone(),
-        ));
-        let outcome = task.await;
+        let outcome = tokio::spawn(make()).await;
         state.set_connected(None);
         if shutdown.is_cancelled() {
             return;
@@ -186,4 +194,47 @@ async fn pause(state: &RelayState, shutdown: &CancellationToken, d: Duration) {
         }
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    #[tokio::test]
+    async fn a_relay_that_panics_or_ends_is_restarted_and_not_shown_connected() {
+        let state = Arc::new(RelayState::default());
+        let shutdown = CancellationToken::new();
+        let runs = Arc::new(AtomicUsize::new(0));
+        let (st, r, stop) = (state.clone(), runs.clone(), shutdown.clone());
+        let sup = tokio::spawn(async move {
+            supervise_with(&st.clone(), &stop.clone(), move || {
+                let (st, r, stop) = (st.clone(), r.clone(), stop.clone());
+                async move {
+                    st.set_connected(Some("node:5672"));
+                    match r.fetch_add(1, Ordering::SeqCst) {
+                        0 => panic!("a bug in the relay"),
+                        1 => {} // returns early
+                        _ => stop.cancelled().await,
+                    }
+                }
+            })
+            .await
+        });
+        while runs.load(Ordering::SeqCst) < 3 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(
+            runs.load(Ordering::SeqCst),
+            3,
+            "restarted after a panic and an early end"
+        );
+        shutdown.cancel();
+        sup.await.unwrap();
+        assert!(
+            !state.connected(),
+            "a stopped relay never claims a connection"
+        );
+        assert_eq!(state.node(), None);
+    }
 }

@@ -233,6 +233,7 @@ impl Outbox {
             let read = self
                 .store
                 .read(move |c| queries::pending_page(c, after, PAGE_ROWS, room));
+            metrics::counter!("payhook_relay_store_reads_total").increment(1);
             let page = match tokio::time::timeout(STORE_TIMEOUT, read).await {
                 Ok(Ok(p)) => p,
                 Ok(Err(e)) => return self.store_trouble(&e.to_string()),

@@ -163,6 +163,22 @@ impl Broker {
     pub fn restart(&self) {
         self.spawn_node();
     }
+
+    /// Sends `sig` (e.g. "STOP", "CONT") to the whole node: a stopped broker keeps its TCP
+    /// connections open but answers nothing.
+    pub fn signal(&self, sig: &str) {
+        if let Some(child) = self
+            .child
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            let _ = Command::new("kill")
+                .args(["-s", sig, "--"])
+                .arg(format!("-{}", child.id()))
+                .status();
+        }
+    }
 }
 
 impl Drop for Broker {
@@ -283,6 +299,12 @@ pub struct DaemonOptions {
     pub top: String,
     /// Start as systemd would with `WatchdogSec=`: WATCHDOG_USEC and WATCHDOG_PID set.
     pub watchdog_usec: Option<u64>,
+    /// `[amqp] queue` (default: a queue of the test's own).
+    pub queue: Option<String>,
+    /// More `[amqp]` keys.
+    pub amqp: String,
+    /// Runs with the store's path before the daemon first starts (to build a large store).
+    pub prepare_store: Option<Box<dyn FnOnce(&Path)>>,
 }
 
 impl DaemonOptions {
@@ -295,6 +317,9 @@ impl DaemonOptions {
             env: Vec::new(),
             top: String::new(),
             watchdog_usec: None,
+            queue: None,
+            amqp: String::new(),
+            prepare_store: None,
         }
     }
 }
@@ -319,7 +344,10 @@ impl Daemon {
         let port = free_port();
         let admin_port = free_port();
         let exchange = unique("payhook.test.x");
-        let queue = unique("payhook.test.q");
+        let queue = opts
+            .queue
+            .clone()
+            .unwrap_or_else(|| unique("payhook.test.q"));
         std::fs::write(dir.path().join("pingpp.pem"), &keys().public_pem).expect("write key");
         let config = dir.path().join("config.toml");
         std::fs::write(
@@ -345,6 +373,7 @@ url = "{url}"
 exchange = "{exchange}"
 queue = "{queue}"
 confirm_timeout = "5s"
+{amqp}
 
 [[source]]
 name = "pingpp"
@@ -356,10 +385,14 @@ public_keys = ["pingpp.pem"]
                 store = opts.store,
                 url = opts.amqp_url,
                 extra = opts.extra_sources,
+                amqp = opts.amqp,
                 top = opts.top,
             ),
         )
         .expect("write config");
+        if let Some(prepare) = opts.prepare_store {
+            prepare(&dir.path().join("payhook.db"));
+        }
         let mut d = Daemon {
             dir,
             config,

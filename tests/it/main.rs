@@ -2,9 +2,11 @@
 
 mod harness;
 mod intake;
+mod maintenance;
 mod operations;
 mod pingpp;
 mod providers;
 mod proxy;
+mod relay;
 mod reliability;
 mod systemd;
