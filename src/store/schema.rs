@@ -31,7 +31,8 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX events_source_received ON events (source, received_at_ms);
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
     // 2: one unique index instead of two (the id is the UUIDv5 of source and dedup key, so it is
-    // unique exactly when they are), the id as 16 bytes; the body kept once (NULL when it sits
+    // unique exactly when they are), the id as 16 bytes; no index by source and time (only
+    // `replay --source --since` used it, a rare command that may scan); the body kept once (NULL when it sits
     // inside the message at `body_offset`); the signed-content hash for conflicts; publish
     // attempts and the last error of events on their own backoff; retention through an index
     // that holds only published rows by receive time, so a purge finds exactly what it deletes.
@@ -66,8 +67,7 @@ const MIGRATIONS: &[&str] = &[
     DROP TABLE events;
     ALTER TABLE events2 RENAME TO events;
     CREATE INDEX events_pending ON events (seq) WHERE published_at_ms IS NULL;
-    CREATE INDEX events_retention ON events (received_at_ms) WHERE published_at_ms IS NOT NULL;
-    CREATE INDEX events_source_received ON events (source, received_at_ms);",
+    CREATE INDEX events_retention ON events (received_at_ms) WHERE published_at_ms IS NOT NULL;",
 ];
 
 /// The most a WAL file keeps on disk after a checkpoint resets it.
