@@ -242,6 +242,15 @@ impl Outbox {
             self.store_pause_until = None;
             for (seq, row) in page.rows {
                 self.cursor = self.cursor.max(seq);
+                // `payhook replay` of an event on its backoff resets its attempts: send it now.
+                if let (Some(due), Ok(ev)) = (self.retry_due.get(&seq).copied(), &row)
+                    && ev.attempts == 0
+                {
+                    self.retry_due.remove(&seq);
+                    self.retry_order.remove(&(due, seq));
+                    self.attempts.remove(&seq);
+                    self.update_failing();
+                }
                 if self.known(seq, in_flight) {
                     continue;
                 }

@@ -280,7 +280,7 @@ async fn an_unroutable_event_waits_on_its_own_backoff_while_the_others_flow() {
     assert_eq!(row["id"], stray_id.as_str());
     assert!(row["attempts"].as_i64().unwrap() >= 1);
 
-    // Once it becomes routable, its own backoff brings it out.
+    // Once it becomes routable, its own backoff brings it out; `replay` resets the backoff.
     ch.queue_bind(
         queue.as_str().into(),
         exchange.as_str().into(),
@@ -290,8 +290,12 @@ async fn an_unroutable_event_waits_on_its_own_backoff_while_the_others_flow() {
     )
     .await
     .unwrap();
+    let replayed = Instant::now();
+    let out = daemon.run_cli(&["replay", &stray_id]);
+    assert!(out.status.success(), "{out:?}");
     let late = drain_ids(&ch, &queue, 1, Duration::from_secs(40)).await;
     assert_eq!(late, vec!["stray".to_string()], "log:\n{}", daemon.log());
+    println!("replayed event out after {:?}", replayed.elapsed());
     daemon
         .wait_readyz(&http, Duration::from_secs(10), |j| {
             j["failing_events"] == 0 && j["backlog"] == 0
