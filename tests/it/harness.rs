@@ -283,6 +283,12 @@ pub struct DaemonOptions {
     pub top: String,
     /// Start as systemd would with `WatchdogSec=`: WATCHDOG_USEC and WATCHDOG_PID set.
     pub watchdog_usec: Option<u64>,
+    /// Broker nodes after `amqp_url` (a cluster): `[amqp] url` becomes the list of them all.
+    pub more_amqp_urls: Vec<String>,
+    /// Exchange and queue instead of fresh ones, so several instances feed one queue.
+    pub exchange_queue: Option<(String, String)>,
+    /// Extra `[amqp]` keys, e.g. `queue_type = "quorum"`.
+    pub amqp: String,
 }
 
 impl DaemonOptions {
@@ -295,6 +301,9 @@ impl DaemonOptions {
             env: Vec::new(),
             top: String::new(),
             watchdog_usec: None,
+            more_amqp_urls: Vec::new(),
+            exchange_queue: None,
+            amqp: String::new(),
         }
     }
 }
@@ -318,8 +327,19 @@ impl Daemon {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
         let admin_port = free_port();
-        let exchange = unique("payhook.test.x");
-        let queue = unique("payhook.test.q");
+        let (exchange, queue) = opts
+            .exchange_queue
+            .clone()
+            .unwrap_or_else(|| (unique("payhook.test.x"), unique("payhook.test.q")));
+        let url = if opts.more_amqp_urls.is_empty() {
+            format!("\"{}\"", opts.amqp_url)
+        } else {
+            let all: Vec<String> = std::iter::once(&opts.amqp_url)
+                .chain(&opts.more_amqp_urls)
+                .map(|u| format!("\"{u}\""))
+                .collect();
+            format!("[{}]", all.join(", "))
+        };
         std::fs::write(dir.path().join("pingpp.pem"), &keys().public_pem).expect("write key");
         let config = dir.path().join("config.toml");
         std::fs::write(
@@ -341,10 +361,11 @@ synchronous = "full"
 {store}
 
 [amqp]
-url = "{url}"
+url = {url}
 exchange = "{exchange}"
 queue = "{queue}"
 confirm_timeout = "5s"
+{amqp}
 
 [[source]]
 name = "pingpp"
@@ -354,7 +375,7 @@ public_keys = ["pingpp.pem"]
 "#,
                 server = opts.server,
                 store = opts.store,
-                url = opts.amqp_url,
+                amqp = opts.amqp,
                 extra = opts.extra_sources,
                 top = opts.top,
             ),
