@@ -278,6 +278,7 @@ async fn instance_kill(cluster: &Cluster, t0: Instant) -> Outcome {
     let load = Load::start(topo.hooks_url(), rate(), 64);
     tokio::time::sleep(Duration::from_secs(5)).await;
     blocking(|| cluster.block_publishers(true));
+    let blocked_at = Instant::now();
     tokio::time::sleep(Duration::from_secs(4)).await;
     let backlogs = (
         topo.readyz(0).await["backlog"].clone(),
@@ -302,6 +303,7 @@ async fn instance_kill(cluster: &Cluster, t0: Instant) -> Outcome {
     });
     tokio::time::sleep(Duration::from_secs(2)).await;
     blocking(|| cluster.block_publishers(false));
+    let blocked_for = blocked_at.elapsed();
     tokio::time::sleep(Duration::from_secs(8)).await;
     let acked_while_down = load.acked() - acked_at_kill;
     if acked_while_down == 0 {
@@ -347,10 +349,11 @@ async fn instance_kill(cluster: &Cluster, t0: Instant) -> Outcome {
     }
     Outcome {
         line: format!(
-            "{}; instance 2 alone acknowledged {acked_while_down}; the killed instance held {} \
-             ({} unpublished at the kill, {pending_after_restart} of them arrived after its \
-             restart)",
+            "{} (publishers blocked {:.1} s on purpose); instance 2 alone acknowledged \
+             {acked_while_down}; the killed instance held {} ({} unpublished at the kill, \
+             {pending_after_restart} of them arrived after its restart)",
             figures.line("instance kill"),
+            blocked_for.as_secs_f64(),
             held.len(),
             pending.len()
         ),
@@ -393,12 +396,14 @@ async fn quorum(cluster: &Cluster, t0: Instant) -> Outcome {
         t0,
         &format!("quorum: stop_app nodes {} (below quorum)", names.join(", ")),
     );
-    let lost_at = Instant::now();
+    let stopping_at = Instant::now();
     blocking(|| {
         for &i in &down {
             cluster.nodes[i].stop_app();
         }
     });
+    // The majority is gone once the second node has stopped.
+    let lost_at = Instant::now();
     // Confirms that came before the majority went may still be being recorded.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (published0, backlog0, acked0) =
@@ -429,13 +434,13 @@ async fn quorum(cluster: &Cluster, t0: Instant) -> Outcome {
              {acked1}, backlog {backlog0} -> {backlog1}"
         ));
     }
+    // A majority again once the first of them runs.
+    blocking(|| cluster.nodes[down[0]].start_app());
+    let quorum_back = Instant::now();
     blocking(|| {
-        for &i in &down {
-            cluster.nodes[i].start_app();
-        }
+        cluster.nodes[down[1]].start_app();
         cluster.wait_running(Duration::from_secs(60));
     });
-    let quorum_back = Instant::now();
     tokio::time::sleep(Duration::from_secs(8)).await;
     let started = load.started;
     let (stats, ended) = load.stop().await;
@@ -467,7 +472,7 @@ async fn quorum(cluster: &Cluster, t0: Instant) -> Outcome {
             figures.line("quorum"),
             longest_gap(&arrivals, minority_at, minority_back).as_secs_f64(),
             (quorum_back - lost_at).as_secs_f64(),
-            longest_gap(&arrivals, lost_at, quorum_back).as_secs_f64(),
+            longest_gap(&arrivals, stopping_at, quorum_back).as_secs_f64(),
         ),
         failures,
     }
