@@ -301,10 +301,14 @@ pub struct DaemonOptions {
     pub watchdog_usec: Option<u64>,
     /// `[amqp] queue` (default: a queue of the test's own).
     pub queue: Option<String>,
-    /// More `[amqp]` keys.
+    /// Extra `[amqp]` keys, e.g. `queue_type = "quorum"`.
     pub amqp: String,
     /// Runs with the store's path before the daemon first starts (to build a large store).
     pub prepare_store: Option<Box<dyn FnOnce(&Path)>>,
+    /// Broker nodes after `amqp_url` (a cluster): `[amqp] url` becomes the list of them all.
+    pub more_amqp_urls: Vec<String>,
+    /// Exchange and queue instead of fresh ones, so several instances feed one queue.
+    pub exchange_queue: Option<(String, String)>,
 }
 
 impl DaemonOptions {
@@ -320,6 +324,8 @@ impl DaemonOptions {
             queue: None,
             amqp: String::new(),
             prepare_store: None,
+            more_amqp_urls: Vec::new(),
+            exchange_queue: None,
         }
     }
 }
@@ -343,11 +349,21 @@ impl Daemon {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
         let admin_port = free_port();
-        let exchange = unique("payhook.test.x");
-        let queue = opts
-            .queue
-            .clone()
-            .unwrap_or_else(|| unique("payhook.test.q"));
+        let (exchange, queue) = opts.exchange_queue.clone().unwrap_or_else(|| {
+            (
+                unique("payhook.test.x"),
+                opts.queue.clone().unwrap_or_else(|| unique("payhook.test.q")),
+            )
+        });
+        let url = if opts.more_amqp_urls.is_empty() {
+            format!("\"{}\"", opts.amqp_url)
+        } else {
+            let all: Vec<String> = std::iter::once(&opts.amqp_url)
+                .chain(&opts.more_amqp_urls)
+                .map(|u| format!("\"{u}\""))
+                .collect();
+            format!("[{}]", all.join(", "))
+        };
         std::fs::write(dir.path().join("pingpp.pem"), &keys().public_pem).expect("write key");
         let config = dir.path().join("config.toml");
         std::fs::write(
@@ -369,7 +385,7 @@ synchronous = "full"
 {store}
 
 [amqp]
-url = "{url}"
+url = {url}
 exchange = "{exchange}"
 queue = "{queue}"
 confirm_timeout = "5s"
@@ -383,9 +399,8 @@ public_keys = ["pingpp.pem"]
 "#,
                 server = opts.server,
                 store = opts.store,
-                url = opts.amqp_url,
-                extra = opts.extra_sources,
                 amqp = opts.amqp,
+                extra = opts.extra_sources,
                 top = opts.top,
             ),
         )

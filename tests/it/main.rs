@@ -1,5 +1,8 @@
 //! End-to-end tests: the real daemon, a real RabbitMQ node, a real SQLite file, real HTTP.
 
+mod cluster;
+mod cluster_harness;
+mod cluster_load;
 mod harness;
 mod intake;
 mod maintenance;
