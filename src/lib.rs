@@ -15,4 +15,5 @@ pub mod providers;
 pub mod relay;
 pub mod secret;
 pub mod store;
+pub mod testkit;
 pub mod text;
