@@ -25,6 +25,11 @@ pub use response::{Body, Rejection};
 pub const MAX_PUBLIC_CONNECTIONS: usize = 4096;
 /// The same for the admin listener (health checks and scrapes need few).
 pub const MAX_ADMIN_CONNECTIONS: usize = 128;
+/// The kernel's queue of connections not yet accepted (capped by `net.core.somaxconn`). A burst
+/// of connects faster than the accept loop waits there; past it the kernel drops SYNs and the
+/// client retries only a second later. Tokio binds with 1024 at most; systemd sockets bring their
+/// own `Backlog=` (re-listening on a listening socket only changes its backlog).
+const ACCEPT_BACKLOG: i32 = 4096;
 /// File descriptors kept for everything but client connections: the store's files, broker
 /// connections, the listeners themselves, the runtime.
 const FD_RESERVE: u64 = 256;
@@ -96,6 +101,9 @@ pub async fn serve<H, F>(
     H: Fn(Request<Incoming>, Ctx) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
+    if let Err(e) = socket2::SockRef::from(&listener).listen(ACCEPT_BACKLOG) {
+        tracing::warn!(listener = which.name(), error = %e, "cannot enlarge the accept backlog");
+    }
     let tracker = Arc::new(conn::Tracker::new(which.name(), which.limit()));
     let tasks = TaskTracker::new();
     loop {
