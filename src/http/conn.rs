@@ -152,7 +152,15 @@ pub struct Tracker {
 struct Conns {
     next: u64,
     open: std::collections::HashMap<u64, Arc<ConnState>>,
+    /// Closed for room / refused since the last warning, and when that was.
+    evicted: u64,
+    refused: u64,
+    warned: Option<Instant>,
 }
+
+/// At most one warning a minute about a full listener: under a flood, one line per connection
+/// would itself be a flood.
+const WARN_EVERY: Duration = Duration::from_secs(60);
 
 /// A connection admitted by [`Tracker::admit`].
 pub struct Admitted {
@@ -192,9 +200,32 @@ impl Tracker {
                     (w != NOT_WAITING).then_some((w, *id))
                 })
                 .min();
-            let (_, victim) = oldest?;
-            if let Some(s) = conns.open.remove(&victim) {
-                s.evict.cancel();
+            match oldest.and_then(|(_, victim)| conns.open.remove(&victim)) {
+                Some(s) => {
+                    s.evict.cancel();
+                    conns.evicted += 1;
+                }
+                None => conns.refused += 1,
+            }
+            let now = Instant::now();
+            if conns
+                .warned
+                .is_none_or(|w| now.duration_since(w) >= WARN_EVERY)
+            {
+                tracing::warn!(
+                    listener = self.listener,
+                    limit = self.limit,
+                    closed_for_room = conns.evicted,
+                    refused = conns.refused,
+                    "connection limit reached: closing the connections that waited longest \
+                     without a whole request (counts since the last warning)"
+                );
+                conns.warned = Some(now);
+                conns.evicted = 0;
+                conns.refused = 0;
+            }
+            if oldest.is_none() {
+                return None;
             }
         }
         let id = conns.next;
