@@ -200,13 +200,17 @@ impl Tracker {
                     (w != NOT_WAITING).then_some((w, *id))
                 })
                 .min();
-            match oldest.and_then(|(_, victim)| conns.open.remove(&victim)) {
+            let made_room = match oldest.and_then(|(_, victim)| conns.open.remove(&victim)) {
                 Some(s) => {
                     s.evict.cancel();
                     conns.evicted += 1;
+                    true
                 }
-                None => conns.refused += 1,
-            }
+                None => {
+                    conns.refused += 1;
+                    false
+                }
+            };
             let now = Instant::now();
             if conns
                 .warned
@@ -224,7 +228,7 @@ impl Tracker {
                 conns.evicted = 0;
                 conns.refused = 0;
             }
-            if oldest.is_none() {
+            if !made_room {
                 return None;
             }
         }
