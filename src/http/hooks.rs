@@ -2,6 +2,7 @@
 //! read before the cheap refusals, nothing is parsed before the size check, nothing is stored
 //! before the signature verifies, and nothing is acknowledged before the commit.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,7 +22,7 @@ use super::conn::Ctx;
 use super::metrics::SourceMetrics;
 use super::response::{Body, LogText, Outcome, Rejection, text};
 use crate::event::Event;
-use crate::providers::{Inbound, Verifier, media_type_essence};
+use crate::providers::{Inbound, Verifier};
 use crate::store::{Inserted, Store};
 use crate::text::Quoted;
 
@@ -159,10 +160,10 @@ impl Intake {
             }
         }
         let content_type = req.headers().get(CONTENT_TYPE).map(|v| v.to_str().ok());
-        let essence = content_type.map(|v| v.map(media_type_essence));
+        let essence = content_type.map(|v| v.map(media_type));
         let essence = match &essence {
             None => None,
-            Some(Some(e)) => Some(e.as_str()),
+            Some(Some(e)) => Some(e.as_ref()),
             Some(None) => Some("invalid"),
         };
         if !source.verifier.accepts_content_type(essence) {
@@ -290,23 +291,39 @@ pub fn client_ip(headers: &HeaderMap, peer: IpAddr, trusted: &[IpNet]) -> IpAddr
     if !is_trusted(&peer) {
         return peer;
     }
+    let entries = || {
+        headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .rev()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.rsplit(','))
+            .map(|s| s.trim().parse::<IpAddr>())
+    };
+    // One entry that is not an address and none is believed. Two passes instead of collecting:
+    // no allocation per request.
+    if entries().any(|e| e.is_err()) {
+        return peer;
+    }
     let mut client = peer;
-    let entries: Vec<IpAddr> = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .map(|s| s.parse::<IpAddr>().ok())
-        .collect::<Option<Vec<_>>>()
-        .unwrap_or_default();
-    for ip in entries.into_iter().rev() {
+    for ip in entries().flatten() {
         client = ip;
         if !is_trusted(&ip) {
             break;
         }
     }
     client
+}
+
+/// The media type without parameters, lower case (`application/json; charset=UTF-8` →
+/// `application/json`); borrowed unless it has upper-case letters.
+fn media_type(value: &str) -> Cow<'_, str> {
+    let essence = value.split(';').next().unwrap_or("").trim();
+    if essence.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(essence.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(essence)
+    }
 }
 
 #[cfg(test)]
@@ -343,6 +360,14 @@ mod tests {
     }
 
     #[test]
+    fn media_type_drops_parameters_and_case() {
+        assert_eq!(media_type("application/json"), "application/json");
+        assert!(matches!(media_type("application/json"), Cow::Borrowed(_)));
+        assert_eq!(media_type(" Application/JSON ; charset=UTF-8"), "application/json");
+        assert_eq!(media_type(""), "");
+    }
+
+    #[test]
     fn forwarded_for_only_from_trusted_proxies() {
         let trusted: Vec<IpNet> = vec!["127.0.0.1/32".parse().unwrap()];
         let local: IpAddr = "127.0.0.1".parse().unwrap();
@@ -358,6 +383,12 @@ mod tests {
             "198.51.100.1".parse::<IpAddr>().unwrap()
         );
         assert_eq!(client_ip(&h("garbage"), local, &trusted), local);
+        assert_eq!(client_ip(&h("198.51.100.1, garbage"), local, &trusted), local);
+        // Trusted hops on the right are skipped.
+        assert_eq!(
+            client_ip(&h("198.51.100.1, 127.0.0.1"), local, &trusted),
+            "198.51.100.1".parse::<IpAddr>().unwrap()
+        );
         assert_eq!(client_ip(&HeaderMap::new(), local, &trusted), local);
     }
 }
