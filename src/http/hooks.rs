@@ -363,7 +363,10 @@ mod tests {
     fn media_type_drops_parameters_and_case() {
         assert_eq!(media_type("application/json"), "application/json");
         assert!(matches!(media_type("application/json"), Cow::Borrowed(_)));
-        assert_eq!(media_type(" Application/JSON ; charset=UTF-8"), "application/json");
+        assert_eq!(
+            media_type(" Application/JSON ; charset=UTF-8"),
+            "application/json"
+        );
         assert_eq!(media_type(""), "");
     }
 
@@ -383,7 +386,10 @@ mod tests {
             "198.51.100.1".parse::<IpAddr>().unwrap()
         );
         assert_eq!(client_ip(&h("garbage"), local, &trusted), local);
-        assert_eq!(client_ip(&h("198.51.100.1, garbage"), local, &trusted), local);
+        assert_eq!(
+            client_ip(&h("198.51.100.1, garbage"), local, &trusted),
+            local
+        );
         // Trusted hops on the right are skipped.
         assert_eq!(
             client_ip(&h("198.51.100.1, 127.0.0.1"), local, &trusted),

@@ -588,3 +588,62 @@ secret = "s3cret"
         "the requests were logged:\n{log}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_past_the_deadline_answers_503_and_the_retry_is_a_duplicate() {
+    let broker = Broker::shared();
+    let daemon = Daemon::start(DaemonOptions::new(&broker.url()));
+    let consumer = Consumer::connect(&broker.url(), &daemon.queue).await;
+    let http = client();
+    let url = daemon.url("pingpp");
+
+    // Another writer holds the database's write lock (as a stuck CLI command would): the
+    // daemon's writer waits in SQLite's busy handler (10 s), longer than request_timeout.
+    let db = rusqlite::Connection::open(daemon.dir.path().join("payhook.db")).unwrap();
+    db.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let body = sample_event();
+    let id = serde_json::from_str::<serde_json::Value>(&body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let t = Instant::now();
+    let r = post_pingpp(&http, &url, &body).await;
+    let took = t.elapsed();
+    db.execute_batch("ROLLBACK").unwrap();
+    drop(db);
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert_eq!(r.json()["error"], "unavailable");
+    assert!(r.headers.contains_key("retry-after"));
+    assert!(
+        took >= TIMEOUT - Duration::from_millis(200) && took <= TIMEOUT + MARGIN,
+        "503 after {took:?}"
+    );
+
+    // The event committed once the lock went: the provider's retry is acknowledged, and the
+    // event is published once.
+    let r = post_pingpp(&http, &url, &body).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let got = consumer.take(2, Duration::from_secs(10)).await;
+    let ids: Vec<_> = got
+        .iter()
+        .map(|m| m.body["data"]["dedup_key"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids, vec![id]);
+    let page = metrics_page(&daemon).await;
+    assert_eq!(
+        metric(
+            &page,
+            "payhook_requests_total{source=\"pingpp\",outcome=\"unavailable\"}"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(
+            &page,
+            "payhook_requests_total{source=\"pingpp\",outcome=\"duplicate\"}"
+        ),
+        Some(1.0),
+        "the retry found the event committed after its 503"
+    );
+    consumer.close().await;
+}
