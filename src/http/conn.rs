@@ -42,6 +42,12 @@ const HANDLER_MARGIN: Duration = Duration::from_secs(1);
 
 const NOT_WAITING: u64 = u64::MAX;
 
+/// `t + d`, or about a century on when a configured duration is too long to add.
+fn later(t: Instant, d: Duration) -> Instant {
+    t.checked_add(d)
+        .unwrap_or_else(|| t + Duration::from_secs(100 * 365 * 86400))
+}
+
 const IDLE: u8 = 0;
 const RECEIVING_HEAD: u8 = 1;
 const IN_HANDLER: u8 = 2;
@@ -131,10 +137,16 @@ impl ConnState {
             IDLE => {
                 // Idle keep-alive: closed after request_timeout (waiting_since is set then).
                 let since = self.waiting_since.load(Ordering::Relaxed);
-                self.at(if since == NOT_WAITING { 0 } else { since }) + timeout
+                later(
+                    self.at(if since == NOT_WAITING { 0 } else { since }),
+                    timeout,
+                )
             }
-            RECEIVING_HEAD => self.at(self.started.load(Ordering::Relaxed)) + timeout,
-            _ => self.at(self.started.load(Ordering::Relaxed)) + timeout + HANDLER_MARGIN,
+            RECEIVING_HEAD => later(self.at(self.started.load(Ordering::Relaxed)), timeout),
+            _ => later(
+                self.at(self.started.load(Ordering::Relaxed)),
+                timeout.saturating_add(HANDLER_MARGIN),
+            ),
         }
     }
 }
@@ -357,7 +369,7 @@ pub async fn run<H, F>(
             let ctx = Ctx {
                 peer,
                 started,
-                deadline: started + timeout,
+                deadline: later(started, timeout),
                 conn: state.clone(),
             };
             let fut = handler(req, ctx);
