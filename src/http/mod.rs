@@ -132,7 +132,9 @@ pub async fn serve<H, F>(
             stream,
             peer,
             request_timeout,
-            shutdown.clone(),
+            // A token of its own: the connection polls it on every wake-up, and a shared one
+            // would put every connection behind one mutex.
+            shutdown.child_token(),
             handler.clone(),
         ));
     }
