@@ -4,6 +4,7 @@ mod cluster;
 mod cluster_harness;
 mod cluster_load;
 mod harness;
+mod http;
 mod intake;
 mod maintenance;
 mod operations;
