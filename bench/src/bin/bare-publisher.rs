@@ -56,6 +56,9 @@ struct Args {
     /// as for payhook
     #[arg(long)]
     purge_like: bool,
+    /// Wait this long before the clock starts (after --purge-like, the broker is busy a moment)
+    #[arg(long, value_parser = payhook_bench::parse_duration, default_value = "0s")]
+    settle: Duration,
     /// Purge these queues (comma-separated) and exit
     #[arg(long)]
     purge: Option<String>,
@@ -120,6 +123,7 @@ async fn run(a: Args) -> Result<(), String> {
         .await
         .map_err(|e| format!("confirm_select: {e}"))?;
     declare(&channel, &a).await?;
+    tokio::time::sleep(a.settle).await;
 
     let cpu0 = procfs::self_cpu_time();
     let t0 = Instant::now();

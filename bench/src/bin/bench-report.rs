@@ -160,23 +160,43 @@ fn report(r: &Results, machine: &str) {
             .map_or("-".into(), |b| format!("{b:.0} B"))
     };
 
-    // The generator and the ceilings.
+    // The generator and the ceilings. Each (b) run has its own (a) measured just before it.
+    let providers = ["pinddpay", "pingpong", "wechat_alarm", "pingpp"];
+    let adjacent: Vec<f64> = providers
+        .iter()
+        .filter_map(|p| r.num(&format!("ceiling-before-{p}"), "ok_rate"))
+        .collect();
+    let a_for = |p: &str| r.num(&format!("ceiling-before-{p}"), "ok_rate").or(a);
     if let Some(fig) = run_figure(r, "ceiling") {
-        let best = ["intake-pinddpay", "intake-pingpong", "intake-wechat_alarm"]
+        let best = providers[..3]
             .iter()
-            .filter_map(|f| r.num(f, "ok_rate"))
+            .filter_map(|p| ratio(r.num(&format!("intake-{p}"), "ok_rate"), a_for(p)))
             .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))));
+        let range = match (
+            adjacent.iter().copied().reduce(f64::min),
+            adjacent.iter().copied().reduce(f64::max),
+        ) {
+            (Some(lo), Some(hi)) => format!(
+                "; before each (b): {} to {}/s",
+                thousands(lo),
+                thousands(hi)
+            ),
+            _ => String::new(),
+        };
         t.row(
             format!(
                 "(a) HTTP ceiling: loadgen -> bench-server, c=64, Pinddpay {}",
                 body("ceiling")
             ),
-            format!(
-                "{fig}; loadgen CPU {:.1} us/req{}",
-                r.num("ceiling", "loadgen_cpu_us_per_req").unwrap_or(0.0),
-                anomalies(r, "ceiling")
-            ),
-            ratio(a, best).map_or("-".into(), |x| format!("{x:.1}x the best intake")),
+            {
+                let cpu = r.num("ceiling", "loadgen_cpu_us_per_req").unwrap_or(0.0);
+                format!(
+                    "{fig}; loadgen CPU {cpu:.1} us/req (its own limit ~{}/s per core){range}{}",
+                    thousands(if cpu > 0.0 { 1e6 / cpu } else { 0.0 }),
+                    anomalies(r, "ceiling")
+                )
+            },
+            best.map_or("-".into(), |x| format!("{:.1}x the best intake", 1.0 / x)),
             "loadgen far above payhook",
         );
     }
@@ -327,32 +347,57 @@ fn report(r: &Results, machine: &str) {
         };
         let peak = r.num("memory", "daemon/hwm_kib");
         let after = r.num("memory-after", "rss_kib");
+        // Flat: from a quarter of the way to the end, RSS grows by at most 2 MiB or 5%.
+        let rss_at = |frac: f64| {
+            samples
+                .iter()
+                .find(|s| s[1] >= frac * total)
+                .or(samples.last())
+                .map(|s| s[2])
+        };
+        let growth = match (rss_at(0.25), rss_at(1.0)) {
+            (Some(q), Some(e)) => Some(e - q),
+            _ => None,
+        };
+        let flat = match (rss_at(0.25), growth) {
+            (Some(q), Some(g)) => Some(g <= (2048.0f64).max(0.05 * q)),
+            _ => None,
+        };
         t.row(
             format!("(e) RSS over {} webhooks, relay on, /metrics never scraped", thousands(total)),
             format!(
-                "RSS at 10% {}, 25% {}, 50% {}, 75% {}, 100% {}; after the relay drained {}; VmHWM {}{}",
+                "RSS at 10% {}, 25% {}, 50% {}, 75% {}, 100% {} ({} from 25%); after the relay drained {}; VmHWM {}{}",
                 at(0.1),
                 at(0.25),
                 at(0.5),
                 at(0.75),
                 at(1.0),
+                growth.map_or("-".into(), |g| format!("{:+.1} MiB", g / 1024.0)),
                 mib(after),
                 mib(r.num("memory-after", "hwm_kib").or(peak)),
                 anomalies(r, "memory")
             ),
             "",
-            target("peak <= 64 MiB and flat", peak.map(|p| p <= 64.0 * 1024.0)),
+            target(
+                "peak <= 64 MiB and flat",
+                peak.zip(flat).map(|(p, f)| p <= 64.0 * 1024.0 && f),
+            ),
         );
     }
-    if r.get("outage").is_some() {
-        let peak = r.num("outage", "daemon/hwm_kib");
+    if let Some(v) = r.get("outage") {
+        // The daemon ran the end-to-end load before: its VmHWM is not the outage's. The
+        // highest RSS sampled during the outage load is.
+        let peak = v["daemon"]["mem"]
+            .as_array()
+            .and_then(|a| a.iter().filter_map(|s| s.get(2)?.as_f64()).reduce(f64::max))
+            .or(r.num("outage", "daemon/rss_kib"));
         t.row(
             format!(
                 "(e) memory during a {}-event broker outage",
                 thousands(r.num("outage", "ok").unwrap_or(0.0))
             ),
             format!(
-                "RSS {} at the end, VmHWM {}; {}/s accepted{}",
+                "RSS {} at the end, at most {} while loading (sampled every second); {}/s accepted{}",
                 mib(r.num("outage", "daemon/rss_kib")),
                 mib(peak),
                 thousands(r.num("outage", "ok_rate").unwrap_or(0.0)),
@@ -414,15 +459,22 @@ fn report(r: &Results, machine: &str) {
 
     let mut times = Vec::new();
     for s in ["ceiling", "intake", "curves", "latency", "relay", "memory"] {
-        if let Some(x) = r.num(&format!("time-{s}"), "seconds") {
-            times.push(format!("{s} {x:.0} s"));
+        let f = format!("time-{s}");
+        if let Some(x) = r.num(&f, "seconds") {
+            let load = r
+                .num(&f, "load")
+                .map_or(String::new(), |l| format!(" (load {l:.1})"));
+            times.push(format!("{s} {x:.0} s{load}"));
         }
     }
     println!();
     if !machine.is_empty() {
         println!("machine: {machine}");
     }
-    println!("section times: {}", times.join(", "));
+    println!(
+        "section times (and the 1-minute load average at their end): {}",
+        times.join(", ")
+    );
 }
 
 /// The mean of the figures that exist.
