@@ -167,7 +167,13 @@ fn report(r: &Results, machine: &str) {
         .filter_map(|p| r.num(&format!("ceiling-before-{p}"), "ok_rate"))
         .collect();
     let a_for = |p: &str| r.num(&format!("ceiling-before-{p}"), "ok_rate").or(a);
-    if let Some(fig) = run_figure(r, "ceiling") {
+    // The row shows the ceiling section's run, or the first adjacent one (--only intake).
+    let af = if r.get("ceiling").is_some() {
+        "ceiling"
+    } else {
+        "ceiling-before-pinddpay"
+    };
+    if let Some(fig) = run_figure(r, af) {
         let best = providers[..3]
             .iter()
             .filter_map(|p| ratio(r.num(&format!("intake-{p}"), "ok_rate"), a_for(p)))
@@ -186,14 +192,15 @@ fn report(r: &Results, machine: &str) {
         t.row(
             format!(
                 "(a) HTTP ceiling: loadgen -> bench-server, c=64, Pinddpay {}",
-                body("ceiling")
+                body(af)
             ),
             {
-                let cpu = r.num("ceiling", "loadgen_cpu_us_per_req").unwrap_or(0.0);
+                let cpu = r.num(af, "loadgen_cpu_us_per_req").unwrap_or(0.0);
                 format!(
-                    "{fig}; loadgen CPU {cpu:.1} us/req (its own limit ~{}/s per core){range}{}",
+                    "{fig}; bench-server CPU {:.1} us/req; loadgen CPU {cpu:.1} us/req (its own limit ~{}/s per core){range}{}",
+                    r.num(af, "daemon/cpu_us_per_ok").unwrap_or(0.0),
                     thousands(if cpu > 0.0 { 1e6 / cpu } else { 0.0 }),
-                    anomalies(r, "ceiling")
+                    anomalies(r, af)
                 )
             },
             best.map_or("-".into(), |x| format!("{:.1}x the best intake", 1.0 / x)),
@@ -234,7 +241,7 @@ fn report(r: &Results, machine: &str) {
                 target("<= 1.3x", x.map(|x| x <= 1.3)),
             )
         } else {
-            let x = ratio(rate, a);
+            let x = ratio(rate, a_for(p));
             (
                 format!("(b)/(a) = {}", fx(x)),
                 target(">= 0.5", x.map(|x| x >= 0.5)),
@@ -243,8 +250,9 @@ fn report(r: &Results, machine: &str) {
         t.row(
             format!("(b) {name} intake, broker down, c=64, {}", body(&f)),
             format!(
-                "{fig}; {} events/commit; loadgen {:.1} us CPU/req{}",
+                "{fig}; {} events/commit, commit {} ms mean; loadgen {:.1} us CPU/req{}",
                 epc.map_or("-".into(), |e| format!("{e:.1}")),
+                ms(r.num(&f, "metrics/commit_mean_ms")),
                 r.num(&f, "loadgen_cpu_us_per_req").unwrap_or(0.0),
                 anomalies(r, &f)
             ),
@@ -270,7 +278,12 @@ fn report(r: &Results, machine: &str) {
         };
         t.row(
             format!("(c) {name}: daemon CPU per accepted event; peak RSS"),
-            format!("{cpu:.1} us; VmHWM {}", mib(r.num(&f, "daemon/hwm_kib"))),
+            format!(
+                "{cpu:.1} us (daemon busy {:.2} of {} cores); VmHWM {}",
+                r.num(&f, "daemon/busy_cores").unwrap_or(0.0),
+                std::thread::available_parallelism().map_or(0, |n| n.get()),
+                mib(r.num(&f, "daemon/hwm_kib"))
+            ),
             extra,
             tgt,
         );

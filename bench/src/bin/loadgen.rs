@@ -433,6 +433,7 @@ fn run(a: RunArgs) -> Result<(), String> {
         };
         out["daemon"] = json!({
             "cpu_s": cpu,
+            "busy_cores": cpu.map(|c| c / wall),
             "cpu_us_per_ok": cpu.map(|c| c * 1e6 / (ok.max(1) as f64)),
             "rss_kib": mem.rss_kib,
             "hwm_kib": mem.hwm_kib,
@@ -447,12 +448,17 @@ fn run(a: RunArgs) -> Result<(), String> {
             d("payhook_store_batch_events_sum"),
             d("payhook_store_batch_events_count"),
         );
+        let (commit_s, commit_n) = (
+            d("payhook_store_commit_seconds_sum"),
+            d("payhook_store_commit_seconds_count"),
+        );
         out["metrics"] = json!({
             "accepted": metrics::requests(&e, "accepted") - metrics::requests(&b, "accepted"),
             "duplicate": metrics::requests(&e, "duplicate") - metrics::requests(&b, "duplicate"),
             "batch_events": events,
             "commits": commits,
             "events_per_commit": if commits > 0.0 { events / commits } else { 0.0 },
+            "commit_mean_ms": if commit_n > 0.0 { commit_s * 1000.0 / commit_n } else { 0.0 },
         });
     }
     summary(&out);
