@@ -13,7 +13,7 @@
 use std::path::Path;
 
 use payhook::providers::pinddpay::{self, SignScheme};
-use payhook::providers::{pingpong, wechat_alarm};
+use payhook::providers::pingpong;
 use rsa::pkcs1v15::SigningKey;
 use serde_json::json;
 use sha2::Sha256;
@@ -102,7 +102,7 @@ impl Provider {
                 Sample {
                     content_type: "text/xml",
                     headers: Vec::new(),
-                    body: wechat_alarm::signed_alarm_xml(
+                    body: payhook::testkit::wechat::signed_alarm_xml(
                         app_id,
                         app_key,
                         "1001",
@@ -114,7 +114,7 @@ impl Provider {
             }
             Provider::Pingpp { key } => {
                 let body = pingpp_body(tag, seq, pad);
-                let sig = payhook::cli::simulate::pingpp_sign(key, body.as_bytes());
+                let sig = payhook::testkit::pingpp::sign(key, body.as_bytes());
                 Sample {
                     content_type: "application/json; charset=utf-8",
                     headers: vec![("X-Pingplusplus-Signature", sig)],
@@ -175,7 +175,7 @@ fn pingpong_body(salt: &str, acc_id: &str, tag: &str, seq: u64, pad: &str) -> St
     } else {
         format!("Transaction succeeded {pad}")
     };
-    pingpong::signed_json(
+    payhook::testkit::pingpong::signed_json(
         salt,
         pingpong::SignType::Sha256,
         &[
