@@ -24,6 +24,7 @@ pub mod maintenance;
 pub mod queries;
 pub mod records;
 pub mod schema;
+mod syncer;
 mod writer;
 
 pub use crate::clock::now_ms;
@@ -109,6 +110,8 @@ pub struct Store {
 pub struct Workers {
     pub writer: std::thread::JoinHandle<()>,
     pub checkpointer: std::thread::JoinHandle<()>,
+    /// With `synchronous = "full"`: the thread that syncs committed groups and answers them.
+    pub syncer: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Store {
@@ -122,6 +125,8 @@ impl Store {
         let sync = settings.synchronous;
         let mut conn = schema::open(path, sync)?;
         schema::migrate(&mut conn)?;
+        // The writer never syncs inside a commit: the syncer thread does it (see syncer.rs).
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
         // Checkpoints run on their own thread (below); the writer only finishes them, rarely.
         conn.pragma_update(
             None,
@@ -143,6 +148,16 @@ impl Store {
         let stop = Arc::new(AtomicBool::new(false));
         let checkpointer = maintenance::spawn_checkpointer(path, sync, stop.clone())
             .map_err(|e| StoreError::Unavailable(format!("cannot start checkpointer: {e}")))?;
+        let (durability, syncer) = match sync {
+            Synchronous::Normal => (syncer::Durability::AtCommit, None),
+            Synchronous::Full => {
+                let (tx, handle) = syncer::spawn(path, state.clone(), feed.clone()).map_err(|e| {
+                    stop.store(true, Ordering::Relaxed);
+                    StoreError::Unavailable(format!("cannot start the sync thread: {e}"))
+                })?;
+                (syncer::Durability::Syncer(tx), Some(handle))
+            }
+        };
         let writer = writer::spawn(writer::Writer::new(
             conn,
             rx,
@@ -150,9 +165,13 @@ impl Store {
             feed.clone(),
             records.clone(),
             &settings,
-            stop,
+            durability,
+            stop.clone(),
         ))
-        .map_err(|e| StoreError::Unavailable(format!("cannot start writer thread: {e}")))?;
+        .map_err(|e| {
+            stop.store(true, Ordering::Relaxed);
+            StoreError::Unavailable(format!("cannot start writer thread: {e}"))
+        })?;
         Ok((
             Store {
                 tx,
@@ -165,6 +184,7 @@ impl Store {
             Workers {
                 writer,
                 checkpointer,
+                syncer,
             },
         ))
     }

@@ -1,6 +1,9 @@
 //! The group-commit writer: one thread, one connection, one transaction per batch of whatever is
 //! waiting. Each caller is answered only after the commit that holds its row.
 //!
+//! The connection commits with `synchronous = NORMAL`; with `synchronous = "full"` in the config
+//! the [`super::syncer`] thread makes each group durable before it is answered.
+//!
 //! Besides intake it folds in the relay's records (confirms and failures: they ride along with
 //! the next intake commit, or after [`RECORD_DELAY`] commit alone without waiting for an fsync),
 //! runs retention chunks between commits, and notices when another process (the CLI) changed
@@ -17,9 +20,9 @@ use super::feed::Feed;
 use super::maintenance::Retention;
 use super::queries::PendingEvent;
 use super::records::{Failure, Records};
+use super::syncer::{Committed, Durability, deliver};
 use super::{Insert, Inserted, StoreError, StoreSettings, StoreState};
 use crate::clock::now_ms;
-use crate::config::Synchronous;
 
 /// Upper bound on one transaction, so a flood cannot make one commit arbitrarily long.
 const MAX_BATCH: usize = 1024;
@@ -34,7 +37,7 @@ pub(super) struct Writer {
     state: Arc<StoreState>,
     feed: Arc<Feed>,
     records: Arc<Records>,
-    sync: Synchronous,
+    durability: Durability,
     retention: Option<Retention>,
     data_version: Option<i64>,
     last_version_check: Instant,
@@ -61,6 +64,7 @@ impl Writer {
         feed: Arc<Feed>,
         records: Arc<Records>,
         settings: &StoreSettings,
+        durability: Durability,
         stop: Arc<AtomicBool>,
     ) -> Writer {
         let data_version = data_version(&conn).ok();
@@ -70,7 +74,7 @@ impl Writer {
             state,
             feed,
             records,
-            sync: settings.synchronous,
+            durability,
             retention: settings.retention.map(Retention::new),
             data_version,
             last_version_check: Instant::now(),
@@ -167,16 +171,7 @@ impl Writer {
 
     fn commit(&mut self, batch: &mut Vec<Insert>, published: Vec<i64>, failures: Vec<Failure>) {
         let started = Instant::now();
-        // The relay's records alone never wait for an fsync of their own (SPEC: at-least-once
-        // tolerates a lost mark; the next synced commit persists it anyway).
-        let relaxed = batch.is_empty() && self.sync == Synchronous::Full;
-        if relaxed {
-            let _ = self.conn.pragma_update(None, "synchronous", "NORMAL");
-        }
         let result = apply(&mut self.conn, batch, &published, &failures);
-        if relaxed {
-            let _ = self.conn.pragma_update(None, "synchronous", "FULL");
-        }
         if !batch.is_empty() {
             metrics::histogram!("payhook_store_commit_seconds")
                 .record(started.elapsed().as_secs_f64());
@@ -186,22 +181,34 @@ impl Writer {
             Ok(done) => {
                 self.state.writable.store(true, Ordering::Relaxed);
                 self.records.committed(&published);
-                // Counters first, replies after: whoever sees a 200 must also see it in the
-                // backlog.
-                self.state
-                    .backlog
-                    .fetch_add(done.fed.len() as u64, Ordering::Relaxed);
-                let _ =
-                    self.state
-                        .backlog
-                        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
-                            Some(b.saturating_sub(done.marked))
-                        });
-                if !done.fed.is_empty() {
-                    self.feed.push(done.fed);
+                let _ = self.state.backlog.fetch_update(
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                    |b| Some(b.saturating_sub(done.marked)),
+                );
+                if batch.is_empty() {
+                    // The relay's records alone: nobody waits for them to reach the disk
+                    // (at-least-once tolerates a lost mark; the next synced commit persists it).
+                    return;
                 }
-                for (ins, r) in batch.drain(..).zip(done.results) {
-                    let _ = ins.reply.send(Ok(r));
+                let committed = Committed {
+                    replies: batch.drain(..).map(|i| i.reply).zip(done.results).collect(),
+                    fed: done.fed,
+                };
+                match &self.durability {
+                    Durability::AtCommit => deliver(&self.state, &self.feed, vec![committed]),
+                    Durability::Syncer(tx) => {
+                        if let Err(std::sync::mpsc::SendError(c)) = tx.send(committed) {
+                            // No syncer: nothing can be promised on disk.
+                            tracing::error!("the store's sync thread is gone");
+                            self.state.writable.store(false, Ordering::Relaxed);
+                            for (reply, _) in c.replies {
+                                let _ = reply.send(Err(StoreError::Unavailable(
+                                    "the store cannot sync".into(),
+                                )));
+                            }
+                        }
+                    }
                 }
             }
             Err(e) => {
@@ -230,17 +237,9 @@ impl Writer {
         }
         if let Some(r) = &mut self.retention
             && r.due()
+            && let Err(e) = r.step(&mut self.conn)
         {
-            let relaxed = self.sync == Synchronous::Full;
-            if relaxed {
-                let _ = self.conn.pragma_update(None, "synchronous", "NORMAL");
-            }
-            if let Err(e) = r.step(&mut self.conn) {
-                tracing::warn!(error = %e, "retention purge failed; retrying later");
-            }
-            if relaxed {
-                let _ = self.conn.pragma_update(None, "synchronous", "FULL");
-            }
+            tracing::warn!(error = %e, "retention purge failed; retrying later");
         }
         if self.last_version_check.elapsed() >= IDLE_WAKE {
             self.last_version_check = Instant::now();
