@@ -5,6 +5,7 @@
 //! → [`store`] (group commit) → 200. Then, independently: [`store`] → [`relay`] → RabbitMQ.
 
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod duration;

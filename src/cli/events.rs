@@ -83,6 +83,9 @@ fn row_json(r: &queries::EventRow) -> serde_json::Value {
         "state": if r.published_at_ms.is_some() { "published" } else { "pending" },
         "received_at": fmt_ms(r.received_at_ms),
         "published_at": r.published_at_ms.map(fmt_ms),
+        "attempts": r.attempts,
+        "last_error": r.last_error,
+        "next_attempt_at": if r.published_at_ms.is_none() { r.next_attempt_ms.map(fmt_ms) } else { None },
     })
 }
 
@@ -118,29 +121,32 @@ pub fn run(config: Option<&Path>, cmd: EventsCommand) -> Result<(), Failure> {
             } else {
                 let _ = writeln!(
                     out,
-                    "{:<36}  {:<12}  {:<28}  {:<9}  {:<24}  DEDUP KEY",
-                    "ID", "SOURCE", "TYPE", "STATE", "RECEIVED"
+                    "{:<36}  {:<12}  {:<28}  {:<9}  {:<24}  {:>8}  DEDUP KEY",
+                    "ID", "SOURCE", "TYPE", "STATE", "RECEIVED", "ATTEMPTS"
                 );
                 for r in &rows {
                     let _ = writeln!(
                         out,
-                        "{:<36}  {:<12}  {:<28}  {:<9}  {:<24}  {}",
+                        "{:<36}  {:<12}  {:<28}  {:<9}  {:<24}  {:>8}  {}",
                         r.id,
                         r.source,
-                        r.event_type,
+                        crate::text::clip(&r.event_type, 60),
                         if r.published_at_ms.is_some() {
                             "published"
                         } else {
                             "pending"
                         },
                         fmt_ms(r.received_at_ms),
-                        r.dedup_key
+                        r.attempts,
+                        crate::text::clip(&r.dedup_key, 200)
                     );
                 }
             }
         }
         EventsCommand::Show { id, raw } => {
-            let row = queries::get(&conn, &id)
+            let uuid = uuid::Uuid::parse_str(id.trim())
+                .map_err(|_| Failure::runtime(format!("no event {id:?} (event ids are UUIDs)")))?;
+            let row = queries::get(&conn, &uuid)
                 .map_err(Failure::runtime)?
                 .ok_or_else(|| Failure::runtime(format!("no event {id}")))?;
             if raw {
@@ -168,16 +174,16 @@ pub fn run(config: Option<&Path>, cmd: EventsCommand) -> Result<(), Failure> {
 /// RFC 3339, or a duration meaning that long before now.
 fn parse_time(s: &str) -> Result<i64, Failure> {
     if let Ok(t) = OffsetDateTime::parse(s, &Rfc3339) {
-        return Ok((t.unix_timestamp_nanos() / 1_000_000) as i64);
+        return Ok(i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX));
     }
     let d = humantime::parse_duration(s)
         .map_err(|_| Failure::usage(format!("{s:?} is neither an RFC 3339 time nor a duration")))?;
-    Ok(crate::store::now_ms() - d.as_millis() as i64)
+    Ok(crate::clock::now_ms().saturating_sub(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)))
 }
 
 pub fn replay(a: ReplayArgs) -> Result<(), Failure> {
     let conn = open(a.config.config.as_deref())?;
-    let ids = match (&a.source, &a.since) {
+    let ids: Vec<uuid::Uuid> = match (&a.source, &a.since) {
         (Some(source), Some(since)) => {
             let since = parse_time(since)?;
             let until = a
@@ -188,7 +194,14 @@ pub fn replay(a: ReplayArgs) -> Result<(), Failure> {
                 .unwrap_or(i64::MAX);
             queries::ids_in_range(&conn, source, since, until).map_err(Failure::runtime)?
         }
-        (None, None) if !a.ids.is_empty() => a.ids.clone(),
+        (None, None) if !a.ids.is_empty() => a
+            .ids
+            .iter()
+            .map(|s| {
+                uuid::Uuid::parse_str(s.trim())
+                    .map_err(|_| Failure::runtime(format!("no event {s:?} (event ids are UUIDs)")))
+            })
+            .collect::<Result<_, _>>()?,
         _ => {
             return Err(Failure::usage(
                 "give event ids, or --source NAME --since TIME [--until TIME]",
@@ -196,20 +209,34 @@ pub fn replay(a: ReplayArgs) -> Result<(), Failure> {
         }
     };
     // The relay publishes whatever is pending, in receive order, with the stored message (same
-    // id): consumers see exactly the message they saw the first time.
+    // id): consumers see exactly the message they saw the first time. Short transactions, so a
+    // running daemon's writer is never held for long; the daemon notices the change within a
+    // second and reads the store again.
+    let mut conn = conn;
     let mut n = 0;
     let mut missing = Vec::new();
-    for id in &ids {
-        let changed = conn
-            .execute(
-                "UPDATE events SET published_at_ms = NULL WHERE id = ?1",
-                params![id],
-            )
-            .map_err(Failure::runtime)?;
-        if changed == 0 {
-            missing.push(id.clone());
+    for chunk in ids.chunks(500) {
+        let tx = conn.transaction().map_err(Failure::runtime)?;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "UPDATE events SET published_at_ms = NULL, attempts = 0, last_error = NULL,
+                         next_attempt_ms = NULL
+                     WHERE id = ?1",
+                )
+                .map_err(Failure::runtime)?;
+            for id in chunk {
+                let changed = stmt
+                    .execute(params![id.as_bytes().as_slice()])
+                    .map_err(Failure::runtime)?;
+                if changed == 0 {
+                    missing.push(id.to_string());
+                }
+                n += changed;
+            }
         }
-        n += changed;
+        tx.commit().map_err(Failure::runtime)?;
+        std::thread::sleep(Duration::from_millis(2));
     }
     println!("{n} event(s) queued for publishing again");
     if !missing.is_empty() {
@@ -228,17 +255,11 @@ pub fn purge(a: PurgeArgs) -> Result<(), Failure> {
             .map_err(|e| Failure::usage(format!("--older-than {s:?}: {e}")))?,
         None => config.store.retention.0,
     };
-    let conn = open(a.config.config.as_deref())?;
-    let cutoff = crate::store::now_ms() - older.as_millis() as i64;
-    let mut total = 0;
-    loop {
-        let n = crate::store::purge_published(&conn, cutoff, 5_000).map_err(Failure::runtime)?;
-        total += n;
-        if n == 0 {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let mut conn = open(a.config.config.as_deref())?;
+    let cutoff =
+        crate::clock::now_ms().saturating_sub(i64::try_from(older.as_millis()).unwrap_or(i64::MAX));
+    let total =
+        crate::store::maintenance::purge_all(&mut conn, cutoff).map_err(Failure::runtime)?;
     println!(
         "purged {total} published event(s) older than {}",
         humantime::format_duration(older)

@@ -1,7 +1,6 @@
 //! The admin listener: liveness, readiness and metrics. Never exposed through the proxy.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
@@ -56,13 +55,12 @@ impl Admin {
         metrics::gauge!("payhook_backlog_events").set(self.store.backlog() as f64);
         metrics::gauge!("payhook_backlog_oldest_age_seconds")
             .set(self.oldest_age_seconds().await.unwrap_or(0.0));
-        metrics::gauge!("payhook_amqp_connected").set(
-            if self.relay.connected.load(Ordering::Relaxed) {
-                1.0
-            } else {
-                0.0
-            },
-        );
+        metrics::gauge!("payhook_amqp_connected").set(if self.relay.connected() {
+            1.0
+        } else {
+            0.0
+        });
+        metrics::gauge!("payhook_publish_failing_events").set(self.relay.failing() as f64);
     }
 
     async fn readyz(&self) -> Response<Body> {
@@ -70,13 +68,16 @@ impl Admin {
         let backlog = self.store.backlog();
         let under = backlog < self.max_backlog;
         let ready = writable && under;
+        let connected = self.relay.connected();
         let body = serde_json::json!({
             "ready": ready,
             "store": if writable { "writable" } else { "failing" },
-            "broker": if self.relay.connected.load(Ordering::Relaxed) { "connected" } else { "disconnected" },
+            "broker": if connected { "connected" } else { "disconnected" },
+            "broker_node": if connected { self.relay.node() } else { None },
             "backlog": backlog,
             "max_backlog": self.max_backlog,
             "oldest_unpublished_age_seconds": self.oldest_age_seconds().await,
+            "failing_events": self.relay.failing(),
         });
         json(
             if ready {

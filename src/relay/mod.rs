@@ -1,165 +1,240 @@
-//! The outbox relay: reads unpublished events from the store in receive order and publishes them
-//! with broker confirms. It is the only path from the store to RabbitMQ, and intake never waits on
-//! it: a broker outage only makes the backlog grow.
+//! The outbox relay: the only path from the store to RabbitMQ. Intake never waits on it: a
+//! broker outage only makes the backlog grow.
+//!
+//! - [`session`]: one connection to one broker node, with confirms; every call bounded.
+//! - [`outbox`]: what to publish next, the sliding window, each failing event's own backoff.
+//! - this module: the node list (fail over to the next node), the session backoff, the state
+//!   `/readyz` and the watchdog read, and a supervisor that restarts the relay if it ever dies.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::store::{Store, now_ms};
+use crate::clock::Beat;
+use crate::store::Store;
 
-pub mod amqp;
+pub mod backoff;
+pub mod outbox;
+pub mod session;
 
-pub use amqp::{AmqpSettings, RelayError, Session};
+pub use session::{AmqpSettings, RelayError, Session};
 
+use backoff::Backoff;
+use outbox::Outbox;
+
+/// What the rest of the daemon may know about the relay.
 #[derive(Default)]
 pub struct RelayState {
-    pub connected: AtomicBool,
-    /// Unix ms of the relay loop's last sign of life, for the systemd watchdog.
-    pub heartbeat_ms: AtomicI64,
+    connected: AtomicBool,
+    /// `host:port` of the node in use.
+    node: Mutex<Option<String>>,
+    /// Events whose last publish attempt failed.
+    failing: AtomicU64,
+    /// The relay's last sign of life (monotonic), for readiness and the systemd watchdog.
+    pub beat: Beat,
 }
 
-/// Capped exponential backoff: retry forever, but never hammer a broker that is down.
-struct Backoff {
-    next: Duration,
-}
-
-impl Backoff {
-    const MIN: Duration = Duration::from_millis(200);
-    const MAX: Duration = Duration::from_secs(30);
-
-    fn new() -> Self {
-        Backoff { next: Self::MIN }
+impl RelayState {
+    /// Connected right now: the flag, and a relay that is alive to keep it true.
+    pub fn connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed) && self.beat.age() < Duration::from_secs(5)
     }
-    fn reset(&mut self) {
-        self.next = Self::MIN;
+
+    pub fn node(&self) -> Option<String> {
+        self.node.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
-    fn take(&mut self) -> Duration {
-        let d = self.next;
-        self.next = (self.next * 2).min(Self::MAX);
-        d
+
+    pub fn failing(&self) -> u64 {
+        self.failing.load(Ordering::Relaxed)
+    }
+
+    fn set_connected(&self, node: Option<&str>) {
+        *self.node.lock().unwrap_or_else(|p| p.into_inner()) = node.map(str::to_string);
+        self.connected.store(node.is_some(), Ordering::Relaxed);
+        metrics::gauge!("payhook_amqp_connected").set(if node.is_some() { 1.0 } else { 0.0 });
+    }
+
+    pub(crate) fn set_failing(&self, n: usize) {
+        let n = n as u64;
+        self.failing.store(n, Ordering::Relaxed);
+        metrics::gauge!("payhook_publish_failing_events").set(n as f64);
     }
 }
 
-fn set_connected(state: &RelayState, up: bool) {
-    state.connected.store(up, Ordering::Relaxed);
-    metrics::gauge!("payhook_amqp_connected").set(if up { 1.0 } else { 0.0 });
+/// Runs the relay until `shutdown`, restarting it if it ever panics or returns early: a relay
+/// that stops while the process runs is never silent.
+pub async fn supervise(
+    store: Store,
+    settings: AmqpSettings,
+    state: Arc<RelayState>,
+    shutdown: CancellationToken,
+) {
+    let st = state.clone();
+    let stop = shutdown.clone();
+    supervise_with(&state, &shutdown, move || {
+        run(store.clone(), settings.clone(), st.clone(), stop.clone())
+    })
+    .await
 }
 
-/// Runs until `shutdown` fires. A batch already handed to the broker is always waited for (its
-/// confirms are bounded by `confirm_timeout`), so a clean stop leaves nothing half-published.
+/// The supervision itself: `make` builds a fresh relay each time.
+async fn supervise_with<F, Fut>(state: &RelayState, shutdown: &CancellationToken, make: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    loop {
+        let outcome = tokio::spawn(make()).await;
+        state.set_connected(None);
+        if shutdown.is_cancelled() {
+            return;
+        }
+        match outcome {
+            Ok(()) => tracing::error!("the relay stopped unexpectedly; restarting it"),
+            Err(e) => tracing::error!(error = %e, "the relay failed; restarting it"),
+        }
+        metrics::counter!("payhook_relay_restarts_total").increment(1);
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// A session that lived this long counts as a success: the backoff starts over.
+const HEALTHY_SESSION: Duration = Duration::from_secs(10);
+
+/// Connects to the nodes in turn and publishes until `shutdown`. On a failed session it moves
+/// to the next node at once; after a whole round of failures it backs off (0.2 s to 10 s).
 pub async fn run(
     store: Store,
     settings: AmqpSettings,
     state: Arc<RelayState>,
     shutdown: CancellationToken,
 ) {
-    let mut backoff = Backoff::new();
-    set_connected(&state, false);
+    let nodes = settings.urls.len().max(1);
+    let mut outbox = Outbox::new(store, settings.clone(), state.clone());
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+    let mut node = 0usize;
+    let mut failed_in_round = 0usize;
+    state.set_connected(None);
     while !shutdown.is_cancelled() {
-        state.heartbeat_ms.store(now_ms(), Ordering::Relaxed);
-        let session = tokio::select! {
-            s = Session::open(&settings) => s,
+        state.beat.touch();
+        let Some(url) = settings.urls.get(node % nodes) else {
+            tracing::error!("no broker URL configured");
+            return;
+        };
+        let opened = tokio::select! {
+            s = beating(&state, Session::open(url, &settings)) => s,
             _ = shutdown.cancelled() => break,
         };
-        let session = match session {
+        let session = match opened {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot reach the broker; events wait in the store");
                 metrics::counter!("payhook_publish_retries_total", "reason" => e.reason())
                     .increment(1);
-                pause(&state, &shutdown, backoff.take()).await;
+                node = (node + 1) % nodes;
+                failed_in_round += 1;
+                if failed_in_round >= nodes {
+                    failed_in_round = 0;
+                    pause(&state, &shutdown, backoff.take()).await;
+                }
                 continue;
             }
         };
-        tracing::info!(exchange = %settings.exchange, queue = %settings.queue, "connected to the broker");
-        set_connected(&state, true);
-        match publish_loop(&store, &session, &settings, &state, &shutdown, &mut backoff).await {
-            Ok(()) => {
-                session.close().await;
-                break;
-            }
+        tracing::info!(node = %session.node, exchange = %settings.exchange, queue = %settings.queue, "connected to the broker");
+        state.set_connected(Some(&session.node));
+        failed_in_round = 0;
+        let started = Instant::now();
+        let result = outbox.run_session(&session, nodes > 1, &shutdown).await;
+        state.set_connected(None);
+        let node_name = session.node.clone();
+        beating(&state, session.close()).await;
+        match result {
+            Ok(()) => break,
             Err(e) => {
-                tracing::warn!(error = %e, "publishing failed; reconnecting");
+                tracing::warn!(node = %node_name, error = %e, "publishing failed; moving on to the next broker node");
                 metrics::counter!("payhook_publish_retries_total", "reason" => e.reason())
                     .increment(1);
-                set_connected(&state, false);
-                session.close().await;
-                pause(&state, &shutdown, backoff.take()).await;
+                if started.elapsed() >= HEALTHY_SESSION {
+                    backoff.reset();
+                }
+                node = (node + 1) % nodes;
+                // With one node there is nowhere else to go: wait before trying it again.
+                if nodes == 1 {
+                    pause(&state, &shutdown, backoff.take()).await;
+                }
             }
         }
     }
-    set_connected(&state, false);
+    state.set_connected(None);
 }
 
-/// Sleeps (cancellably) while still beating, so a long backoff is not mistaken for a hang.
-async fn pause(state: &RelayState, shutdown: &CancellationToken, d: Duration) {
-    let until = tokio::time::Instant::now() + d;
-    while tokio::time::Instant::now() < until {
-        state.heartbeat_ms.store(now_ms(), Ordering::Relaxed);
-        let step = (until - tokio::time::Instant::now()).min(Duration::from_secs(1));
-        tokio::select! {
-            _ = tokio::time::sleep(step) => {}
-            _ = shutdown.cancelled() => return,
-        }
-    }
-}
-
-/// Returns `Ok` on shutdown, `Err` when the session must be replaced.
-async fn publish_loop(
-    store: &Store,
-    session: &Session,
-    settings: &AmqpSettings,
-    state: &RelayState,
-    shutdown: &CancellationToken,
-    backoff: &mut Backoff,
-) -> Result<(), RelayError> {
-    let limit = settings.max_in_flight;
+/// Runs `fut` while beating, so a long connect or close is not mistaken for a hang.
+async fn beating<F: std::future::Future>(state: &RelayState, fut: F) -> F::Output {
+    tokio::pin!(fut);
     loop {
-        state.heartbeat_ms.store(now_ms(), Ordering::Relaxed);
-        if shutdown.is_cancelled() {
-            return Ok(());
+        state.beat.touch();
+        tokio::select! {
+            out = &mut fut => return out,
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
         }
-        let batch = match store
-            .read(move |c| crate::store::queries::pending(c, limit))
+    }
+}
+
+/// Sleeps (cancellably) while still beating.
+async fn pause(state: &RelayState, shutdown: &CancellationToken, d: Duration) {
+    let _ = beating(state, async {
+        tokio::select! {
+            _ = tokio::time::sleep(d) => {}
+            _ = shutdown.cancelled() => {}
+        }
+    })
+    .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    #[tokio::test]
+    async fn a_relay_that_panics_or_ends_is_restarted_and_not_shown_connected() {
+        let state = Arc::new(RelayState::default());
+        let shutdown = CancellationToken::new();
+        let runs = Arc::new(AtomicUsize::new(0));
+        let (st, r, stop) = (state.clone(), runs.clone(), shutdown.clone());
+        let sup = tokio::spawn(async move {
+            supervise_with(&st.clone(), &stop.clone(), move || {
+                let (st, r, stop) = (st.clone(), r.clone(), stop.clone());
+                async move {
+                    st.set_connected(Some("node:5672"));
+                    match r.fetch_add(1, Ordering::SeqCst) {
+                        0 => panic!("a bug in the relay"),
+                        1 => {} // returns early
+                        _ => stop.cancelled().await,
+                    }
+                }
+            })
             .await
-        {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read pending events");
-                pause(state, shutdown, Duration::from_secs(1)).await;
-                continue;
-            }
-        };
-        if batch.is_empty() {
-            if !session.is_connected() {
-                return Err(RelayError::Disconnected);
-            }
-            tokio::select! {
-                _ = store.new_events.notified() => {}
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                _ = shutdown.cancelled() => return Ok(()),
-            }
-            continue;
+        });
+        while runs.load(Ordering::SeqCst) < 3 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let result = session.publish_batch(&batch).await;
-        if !result.confirmed.is_empty() {
-            let seqs: Vec<i64> = result.confirmed.iter().map(|&i| batch[i].seq).collect();
-            for &i in &result.confirmed {
-                metrics::counter!("payhook_published_total", "source" => batch[i].source.clone())
-                    .increment(1);
-            }
-            // Waiting for the mark keeps the next read from seeing these rows as pending again.
-            if let Err(e) = store.mark_published(seqs).await {
-                tracing::error!(error = %e, "cannot mark events published; they will be sent again");
-                pause(state, shutdown, Duration::from_secs(1)).await;
-            }
-        }
-        match result.error {
-            None => backoff.reset(),
-            Some(e) => return Err(e),
-        }
+        assert_eq!(
+            runs.load(Ordering::SeqCst),
+            3,
+            "restarted after a panic and an early end"
+        );
+        shutdown.cancel();
+        sup.await.unwrap();
+        assert!(
+            !state.connected(),
+            "a stopped relay never claims a connection"
+        );
+        assert_eq!(state.node(), None);
     }
 }

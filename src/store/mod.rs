@@ -1,24 +1,35 @@
 //! The durable store. One writer thread owns the only writing connection and commits requests in
 //! groups (one transaction and one sync for everything that arrived together); readers use their
 //! own connections, which WAL lets run beside it.
+//!
+//! Toward the relay the store is an outbox: every committed event goes into the [`Feed`] right
+//! after its commit, the relay reports confirms and failures back through [`Records`], and the
+//! writer folds those into its next commit. Maintenance (retention, checkpoints) runs in short
+//! bounded steps outside the intake transactions (SPEC §6.10).
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use rusqlite::Connection;
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
+use crate::clock::Beat;
 use crate::config::Synchronous;
 use crate::event::Event;
 
+pub mod feed;
+pub mod maintenance;
 pub mod queries;
+pub mod records;
 pub mod schema;
 mod writer;
 
-pub use writer::purge_published;
-
+pub use crate::clock::now_ms;
+pub use feed::Feed;
 pub use queries::{EventRow, PendingEvent};
+pub use records::{Failure, Records};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -46,72 +57,111 @@ pub enum Inserted {
     },
 }
 
-enum Command {
-    Insert(Box<Event>, oneshot::Sender<Result<Inserted, StoreError>>),
-    MarkPublished(Vec<i64>, oneshot::Sender<Result<u64, StoreError>>),
-    /// Deletes published events received before the cutoff (unix ms). Pending ones never go.
-    Purge(i64, oneshot::Sender<Result<u64, StoreError>>),
+/// One webhook waiting for the commit that stores it.
+struct Insert {
+    event: Box<Event>,
+    reply: oneshot::Sender<Result<Inserted, StoreError>>,
 }
 
 /// State shared between the writer, the relay and the admin endpoints.
-#[derive(Default)]
 pub struct StoreState {
     /// Unpublished events. Counted once at open, then kept by the writer.
     pub backlog: AtomicU64,
     /// False after a failed commit, true again after the next good one.
     pub writable: AtomicBool,
-    /// Unix ms of the writer's last sign of life, for the systemd watchdog.
-    pub writer_heartbeat_ms: AtomicI64,
+    /// The writer's last sign of life, for readiness and the systemd watchdog.
+    pub writer_beat: Beat,
+}
+
+/// How the store is opened by the daemon.
+#[derive(Debug, Clone)]
+pub struct StoreSettings {
+    pub synchronous: Synchronous,
+    /// Published events older than this are purged (`None`: never, as in tests and the CLI).
+    pub retention: Option<Duration>,
+    /// The most the feed to the relay holds in memory.
+    pub feed_bytes: usize,
+}
+
+impl StoreSettings {
+    pub fn new(synchronous: Synchronous) -> Self {
+        StoreSettings {
+            synchronous,
+            retention: None,
+            feed_bytes: 8 * 1024 * 1024,
+        }
+    }
 }
 
 #[derive(Clone)]
 pub struct Store {
-    tx: mpsc::Sender<Command>,
+    tx: mpsc::Sender<Insert>,
     reader: Arc<Mutex<Connection>>,
     path: PathBuf,
     pub state: Arc<StoreState>,
-    /// Woken after every commit that stored something new, so the relay needs no polling.
-    pub new_events: Arc<Notify>,
+    /// Committed events on their way to the relay.
+    pub feed: Arc<Feed>,
+    /// The relay's confirms and failures on their way into the store.
+    pub records: Arc<Records>,
 }
 
-pub fn now_ms() -> i64 {
-    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+/// The threads behind a [`Store`]; joined at shutdown.
+pub struct Workers {
+    pub writer: std::thread::JoinHandle<()>,
+    pub checkpointer: std::thread::JoinHandle<()>,
 }
 
 impl Store {
-    /// Opens (creating and migrating) the file and starts the writer thread.
-    pub fn open(
-        path: &Path,
-        sync: Synchronous,
-    ) -> Result<(Store, std::thread::JoinHandle<()>), StoreError> {
+    /// Opens (creating and migrating) the file and starts the writer and checkpoint threads.
+    pub fn open(path: &Path, settings: StoreSettings) -> Result<(Store, Workers), StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| {
                 StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
             })?;
         }
+        let sync = settings.synchronous;
         let mut conn = schema::open(path, sync)?;
         schema::migrate(&mut conn)?;
+        // Checkpoints run on their own thread (below), never inside an intake commit.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         let reader = schema::open(path, sync)?;
         let backlog = queries::count_pending(&reader)?;
         let state = Arc::new(StoreState {
             backlog: AtomicU64::new(backlog),
             writable: AtomicBool::new(true),
-            writer_heartbeat_ms: AtomicI64::new(now_ms()),
+            writer_beat: Beat::default(),
         });
-        let new_events = Arc::new(Notify::new());
+        let feed = Arc::new(Feed::new(settings.feed_bytes));
+        let records = Arc::new(Records::default());
         // Bounded: when the disk is slower than intake, requests wait here instead of piling up.
         let (tx, rx) = mpsc::channel(8192);
-        let handle = writer::spawn(conn, rx, state.clone(), new_events.clone())
-            .map_err(|e| StoreError::Unavailable(format!("cannot start writer thread: {e}")))?;
+        // The writer stops the checkpointer when it ends.
+        let stop = Arc::new(AtomicBool::new(false));
+        let checkpointer = maintenance::spawn_checkpointer(path, sync, stop.clone())
+            .map_err(|e| StoreError::Unavailable(format!("cannot start checkpointer: {e}")))?;
+        let writer = writer::spawn(writer::Writer::new(
+            conn,
+            rx,
+            state.clone(),
+            feed.clone(),
+            records.clone(),
+            &settings,
+            stop,
+        ))
+        .map_err(|e| StoreError::Unavailable(format!("cannot start writer thread: {e}")))?;
         Ok((
             Store {
                 tx,
                 reader: Arc::new(Mutex::new(reader)),
                 path: path.to_path_buf(),
                 state,
-                new_events,
+                feed,
+                records,
             },
-            handle,
+            Workers {
+                writer,
+                checkpointer,
+            },
         ))
     }
 
@@ -122,26 +172,12 @@ impl Store {
     /// Resolves only after the transaction holding the event has committed (and, with
     /// `synchronous = "full"`, reached the disk).
     pub async fn insert(&self, event: Event) -> Result<Inserted, StoreError> {
-        self.ask(|reply| Command::Insert(Box::new(event), reply))
-            .await
-    }
-
-    pub async fn mark_published(&self, seqs: Vec<i64>) -> Result<u64, StoreError> {
-        self.ask(|reply| Command::MarkPublished(seqs, reply)).await
-    }
-
-    pub async fn purge_published_before(&self, cutoff_ms: i64) -> Result<u64, StoreError> {
-        self.ask(|reply| Command::Purge(cutoff_ms, reply)).await
-    }
-
-    /// Hands a command to the writer and waits for the commit that carries it.
-    async fn ask<T>(
-        &self,
-        command: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Command,
-    ) -> Result<T, StoreError> {
-        let (tx, rx) = oneshot::channel();
+        let (reply, rx) = oneshot::channel();
         self.tx
-            .send(command(tx))
+            .send(Insert {
+                event: Box::new(event),
+                reply,
+            })
             .await
             .map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
@@ -169,8 +205,8 @@ impl Store {
     /// The last commit worked and the writer thread is alive (it beats at least every second,
     /// so a dead or wedged writer turns the store unwritable within seconds).
     pub fn writable(&self) -> bool {
-        let beat = self.state.writer_heartbeat_ms.load(Ordering::Relaxed);
-        self.state.writable.load(Ordering::Relaxed) && now_ms() - beat < 10_000
+        self.state.writable.load(Ordering::Relaxed)
+            && self.state.writer_beat.age() < Duration::from_secs(10)
     }
 }
 
@@ -179,7 +215,7 @@ mod tests {
     use super::*;
     use crate::event::{Category, Money, Normalized, Outcome, Payload};
 
-    fn event(key: &str) -> Event {
+    pub(crate) fn event(key: &str, hash: u8) -> Event {
         let n = Normalized {
             event_type: "charge.succeeded".into(),
             provider_event_id: Some(key.into()),
@@ -192,8 +228,8 @@ mod tests {
             livemode: None,
             occurred_at: None,
             signed_time: None,
-            content_hash: [0; 32],
-            payload: Payload::Json(serde_json::json!({})),
+            content_hash: [hash; 32],
+            payload: Payload::Body,
         };
         let old = time::OffsetDateTime::from_unix_timestamp(1_000_000).unwrap();
         Event::build(
@@ -202,33 +238,87 @@ mod tests {
             n,
             old,
             None,
-            bytes::Bytes::from_static(b"{}"),
+            bytes::Bytes::from_static(b"{\"k\":1}"),
         )
     }
 
+    async fn wait_for(cond: impl Fn() -> bool) {
+        for _ in 0..200 {
+            if cond() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("condition not reached");
+    }
+
     #[tokio::test]
-    async fn dedup_backlog_and_purge_never_touches_pending() {
+    async fn dedup_conflict_feed_marks_and_retention() {
         let dir = tempfile::tempdir().unwrap();
-        let (store, writer) = Store::open(&dir.path().join("sub/x.db"), Synchronous::Full).unwrap();
-        assert_eq!(store.insert(event("a")).await.unwrap(), Inserted::New);
-        assert_eq!(store.insert(event("a")).await.unwrap(), Inserted::Duplicate);
-        assert_eq!(store.insert(event("b")).await.unwrap(), Inserted::New);
-        assert_eq!(store.backlog(), 2);
-        let pending = store.read(|c| queries::pending(c, 10)).await.unwrap();
+        let mut settings = StoreSettings::new(Synchronous::Full);
+        settings.retention = Some(Duration::from_secs(1));
+        let (store, workers) = Store::open(&dir.path().join("sub/x.db"), settings).unwrap();
+        assert_eq!(store.insert(event("a", 1)).await.unwrap(), Inserted::New);
         assert_eq!(
-            pending.iter().map(|p| p.id.clone()).collect::<Vec<_>>(),
-            vec![
-                crate::event::event_id("s", "a").to_string(),
-                crate::event::event_id("s", "b").to_string()
-            ]
+            store.insert(event("a", 1)).await.unwrap(),
+            Inserted::Duplicate
         );
-        assert_eq!(store.mark_published(vec![pending[0].seq]).await.unwrap(), 1);
-        assert_eq!(store.backlog(), 1);
-        // Both rows are "old"; only the published one may go.
-        assert_eq!(store.purge_published_before(now_ms()).await.unwrap(), 1);
-        let left = store.read(|c| queries::pending(c, 10)).await.unwrap();
-        assert_eq!(left.len(), 1);
+        assert_eq!(
+            store.insert(event("a", 2)).await.unwrap(),
+            Inserted::Conflict { stored: [1; 32] }
+        );
+        assert_eq!(store.insert(event("b", 1)).await.unwrap(), Inserted::New);
+        assert_eq!(store.backlog(), 2);
+        let fed = store.feed.take();
+        assert!(!fed.overflowed);
+        let seqs: Vec<i64> = fed.events.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs.len(), 2);
+        assert_eq!(fed.events[0].id, crate::event::event_id("s", "a"));
+
+        // The body is kept once, inside the message, and comes back whole.
+        let a = crate::event::event_id("s", "a");
+        let row = store
+            .read(move |c| queries::get(c, &a))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(row.body, b"{\"k\":1}");
+
+        // A failure is recorded, then a confirm: the backlog drops without any insert.
+        store.records.failed(Failure {
+            seq: seqs[1],
+            attempts: 3,
+            error: "returned".into(),
+            next_attempt_ms: 5,
+        });
+        store.records.published([seqs[0]]);
+        assert!(store.records.is_unmarked(seqs[0]));
+        wait_for(|| store.backlog() == 1).await;
+        assert!(!store.records.is_unmarked(seqs[0]));
+        let b = crate::event::event_id("s", "b");
+        let row = store
+            .read(move |c| queries::get(c, &b))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(row.attempts, 3);
+        assert_eq!(row.last_error.as_deref(), Some("returned"));
+
+        // Retention (1 s, events received long ago) removes the published one only.
+        wait_for(|| {
+            let c = rusqlite::Connection::open(dir.path().join("sub/x.db")).unwrap();
+            c.query_row("SELECT COUNT(*) FROM events", [], |r| r.get::<_, i64>(0))
+                .unwrap()
+                == 1
+        })
+        .await;
+        let left = store
+            .read(|c| queries::pending_page(c, 0, 10, 1 << 20))
+            .await
+            .unwrap();
+        assert_eq!(left.rows.len(), 1);
+        assert_eq!(left.rows[0].0, seqs[1]);
         drop(store);
-        writer.join().unwrap();
+        workers.writer.join().unwrap();
     }
 }

@@ -1,96 +1,281 @@
 //! The group-commit writer: one thread, one connection, one transaction per batch of whatever is
 //! waiting. Each caller is answered only after the commit that holds its row.
+//!
+//! Besides intake it folds in the relay's records (confirms and failures: they ride along with
+//! the next intake commit, or after [`RECORD_DELAY`] commit alone without waiting for an fsync),
+//! runs retention chunks between commits, and notices when another process (the CLI) changed
+//! the file, so the backlog is recounted and the relay rescans.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use rusqlite::{Connection, params};
-use tokio::sync::{Notify, mpsc};
+use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::mpsc;
 
-use super::{Command, Inserted, StoreError, StoreState, now_ms};
+use super::feed::Feed;
+use super::maintenance::Retention;
+use super::queries::PendingEvent;
+use super::records::{Failure, Records};
+use super::{Insert, Inserted, StoreError, StoreSettings, StoreState};
+use crate::clock::now_ms;
+use crate::config::Synchronous;
 
 /// Upper bound on one transaction, so a flood cannot make one commit arbitrarily long.
 const MAX_BATCH: usize = 1024;
+/// How long the relay's records wait for an intake commit to ride along with.
+const RECORD_DELAY: Duration = Duration::from_millis(5);
+/// The writer wakes at least this often (heartbeat, probes, external changes).
+const IDLE_WAKE: Duration = Duration::from_secs(1);
+/// While intake is busy, retention gets one chunk per this much time.
+const RETENTION_SHARE: Duration = Duration::from_millis(20);
 
-pub(super) fn spawn(
+pub(super) struct Writer {
     conn: Connection,
-    rx: mpsc::Receiver<Command>,
+    rx: mpsc::Receiver<Insert>,
     state: Arc<StoreState>,
-    notify: Arc<Notify>,
-) -> std::io::Result<std::thread::JoinHandle<()>> {
+    feed: Arc<Feed>,
+    records: Arc<Records>,
+    sync: Synchronous,
+    retention: Option<Retention>,
+    last_retention_step: Instant,
+    data_version: Option<i64>,
+    last_version_check: Instant,
+    stop: Arc<AtomicBool>,
+}
+
+pub(super) fn spawn(w: Writer) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("store-writer".into())
-        .spawn(move || run(conn, rx, state, notify))
+        .spawn(move || w.run())
 }
 
-fn run(
-    mut conn: Connection,
-    mut rx: mpsc::Receiver<Command>,
-    state: Arc<StoreState>,
-    notify: Arc<Notify>,
-) {
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            tracing::error!(error = %e, "store writer cannot start its timer");
-            return;
-        }
-    };
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    loop {
-        state.writer_heartbeat_ms.store(now_ms(), Ordering::Relaxed);
-        // Wake up now and then even when idle: the heartbeat feeds the watchdog, and a store
-        // that failed gets probed so readiness comes back by itself when the disk does.
-        let first = match recv_timeout(&rt, &mut rx, Duration::from_secs(1)) {
-            Recv::Got(c) => c,
-            Recv::Idle => {
-                if !state.writable.load(Ordering::Relaxed) {
-                    let ok = probe(&mut conn).is_ok();
-                    state.writable.store(ok, Ordering::Relaxed);
-                }
-                // `replay` run from the CLI makes rows pending behind our back; recount while
-                // idle so the backlog figure heals by itself.
-                if let Ok(n) = super::queries::count_pending(&conn) {
-                    state.backlog.store(n, Ordering::Relaxed);
-                }
-                continue;
-            }
-            Recv::Closed => break,
-        };
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(c) => batch.push(c),
-                Err(_) => break,
-            }
-        }
-        commit_batch(&mut conn, &mut batch, &state, &notify);
-    }
-    // A clean checkpoint keeps the WAL small for the next start; failure here loses nothing.
-    let _ = conn.pragma_update(None, "wal_checkpoint", "TRUNCATE");
-}
-
-enum Recv {
-    Got(Command),
-    Idle,
+enum Wake {
+    Insert(Insert),
+    Other,
     Closed,
 }
 
-/// `blocking_recv` has no timeout, so the thread drives its receiver on a tiny runtime of its own.
-fn recv_timeout(
-    rt: &tokio::runtime::Runtime,
-    rx: &mut mpsc::Receiver<Command>,
-    timeout: Duration,
-) -> Recv {
-    match rt.block_on(async { tokio::time::timeout(timeout, rx.recv()).await }) {
-        Ok(Some(c)) => Recv::Got(c),
-        Ok(None) => Recv::Closed,
-        Err(_) => Recv::Idle,
+impl Writer {
+    pub(super) fn new(
+        conn: Connection,
+        rx: mpsc::Receiver<Insert>,
+        state: Arc<StoreState>,
+        feed: Arc<Feed>,
+        records: Arc<Records>,
+        settings: &StoreSettings,
+        stop: Arc<AtomicBool>,
+    ) -> Writer {
+        let data_version = data_version(&conn).ok();
+        Writer {
+            conn,
+            rx,
+            state,
+            feed,
+            records,
+            sync: settings.synchronous,
+            retention: settings.retention.map(Retention::new),
+            last_retention_step: Instant::now(),
+            data_version,
+            last_version_check: Instant::now(),
+            stop,
+        }
     }
+
+    fn run(mut self) {
+        let rt = match tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => {
+                tracing::error!(error = %e, "store writer cannot start its timer");
+                self.stop.store(true, Ordering::Relaxed);
+                return;
+            }
+        };
+        let mut batch: Vec<Insert> = Vec::with_capacity(MAX_BATCH);
+        loop {
+            self.state.writer_beat.touch();
+            match self.wait(&rt) {
+                Wake::Insert(first) => batch.push(first),
+                Wake::Other => {}
+                Wake::Closed => break,
+            }
+            while batch.len() < MAX_BATCH {
+                match self.rx.try_recv() {
+                    Ok(c) => batch.push(c),
+                    Err(_) => break,
+                }
+            }
+            let records_due = self
+                .records
+                .waiting_since()
+                .is_some_and(|t| !batch.is_empty() || t.elapsed() >= RECORD_DELAY);
+            let (published, failures) = if records_due {
+                self.records.take()
+            } else {
+                (Vec::new(), Vec::new())
+            };
+            if !batch.is_empty() || !published.is_empty() || !failures.is_empty() {
+                self.commit(&mut batch, published, failures);
+            }
+            self.housekeeping();
+        }
+        // Whatever the relay confirmed last goes in before we stop (best effort: a lost mark
+        // only means one more publish after the restart).
+        let (published, failures) = self.records.take();
+        if !published.is_empty() || !failures.is_empty() {
+            self.commit(&mut batch, published, failures);
+        }
+        // A clean checkpoint keeps the WAL small for the next start; failure here loses nothing.
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+    }
+
+    /// Blocks until an insert arrives, the relay has records, housekeeping is due, or a second
+    /// has passed. `blocking_recv` has no timeout, so the thread drives its receiver on a tiny
+    /// runtime of its own.
+    fn wait(&mut self, rt: &tokio::runtime::Runtime) -> Wake {
+        let now = Instant::now();
+        let mut until = now + IDLE_WAKE;
+        if let Some(t) = self.records.waiting_since() {
+            until = until.min(t + RECORD_DELAY);
+        }
+        if let Some(r) = &mut self.retention {
+            match r.next_run() {
+                Some(t) => until = until.min(t),
+                None => until = now, // a purge is under way: one chunk per wake
+            }
+        }
+        if until <= now {
+            return match self.rx.try_recv() {
+                Ok(c) => Wake::Insert(c),
+                Err(mpsc::error::TryRecvError::Empty) => Wake::Other,
+                Err(mpsc::error::TryRecvError::Disconnected) => Wake::Closed,
+            };
+        }
+        let rx = &mut self.rx;
+        let records = &self.records;
+        rt.block_on(async {
+            let deadline = tokio::time::Instant::from_std(until);
+            tokio::select! {
+                c = rx.recv() => match c {
+                    Some(c) => Wake::Insert(c),
+                    None => Wake::Closed,
+                },
+                _ = records.notify.notified() => Wake::Other,
+                _ = tokio::time::sleep_until(deadline) => Wake::Other,
+            }
+        })
+    }
+
+    fn commit(&mut self, batch: &mut Vec<Insert>, published: Vec<i64>, failures: Vec<Failure>) {
+        let started = Instant::now();
+        // The relay's records alone never wait for an fsync of their own (SPEC: at-least-once
+        // tolerates a lost mark; the next synced commit persists it anyway).
+        let relaxed = batch.is_empty() && self.sync == Synchronous::Full;
+        if relaxed {
+            let _ = self.conn.pragma_update(None, "synchronous", "NORMAL");
+        }
+        let result = apply(&mut self.conn, batch, &published, &failures);
+        if relaxed {
+            let _ = self.conn.pragma_update(None, "synchronous", "FULL");
+        }
+        if !batch.is_empty() {
+            metrics::histogram!("payhook_store_commit_seconds")
+                .record(started.elapsed().as_secs_f64());
+            metrics::histogram!("payhook_store_batch_events").record(batch.len() as f64);
+        }
+        match result {
+            Ok(done) => {
+                self.state.writable.store(true, Ordering::Relaxed);
+                self.records.committed(&published);
+                // Counters first, replies after: whoever sees a 200 must also see it in the
+                // backlog.
+                self.state
+                    .backlog
+                    .fetch_add(done.fed.len() as u64, Ordering::Relaxed);
+                let _ =
+                    self.state
+                        .backlog
+                        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+                            Some(b.saturating_sub(done.marked))
+                        });
+                if !done.fed.is_empty() {
+                    self.feed.push(done.fed);
+                }
+                for (ins, r) in batch.drain(..).zip(done.results) {
+                    let _ = ins.reply.send(Ok(r));
+                }
+            }
+            Err(e) => {
+                // The transaction rolled back: no partial rows. Everyone in it gets a 503 and the
+                // provider retries later; the relay's records wait for the next commit.
+                tracing::error!(error = %e, events = batch.len(), "store commit failed");
+                self.state.writable.store(false, Ordering::Relaxed);
+                self.records.restore(published, failures);
+                let msg = e.to_string();
+                for ins in batch.drain(..) {
+                    let _ = ins.reply.send(Err(StoreError::Unavailable(msg.clone())));
+                }
+            }
+        }
+    }
+
+    /// Between commits: a retention chunk, a probe of a failed store, and a look for changes
+    /// made by other processes.
+    fn housekeeping(&mut self) {
+        if !self.state.writable.load(Ordering::Relaxed) {
+            let ok = probe(&mut self.conn).is_ok();
+            self.state.writable.store(ok, Ordering::Relaxed);
+            if !ok {
+                return;
+            }
+        }
+        let busy = !self.rx.is_empty();
+        if let Some(r) = &mut self.retention
+            && r.due()
+            && (!busy || self.last_retention_step.elapsed() >= RETENTION_SHARE)
+        {
+            self.last_retention_step = Instant::now();
+            let relaxed = self.sync == Synchronous::Full;
+            if relaxed {
+                let _ = self.conn.pragma_update(None, "synchronous", "NORMAL");
+            }
+            if let Err(e) = r.step(&mut self.conn) {
+                tracing::warn!(error = %e, "retention purge failed; retrying later");
+            }
+            if relaxed {
+                let _ = self.conn.pragma_update(None, "synchronous", "FULL");
+            }
+        }
+        if self.last_version_check.elapsed() >= IDLE_WAKE {
+            self.last_version_check = Instant::now();
+            self.external_changes();
+        }
+    }
+
+    /// `PRAGMA data_version` changes when another connection committed: `payhook replay` made
+    /// rows pending, or `purge` deleted some. Recount, and have the relay read the store again.
+    fn external_changes(&mut self) {
+        let Ok(v) = data_version(&self.conn) else {
+            return;
+        };
+        if self.data_version.replace(v) == Some(v) {
+            return;
+        }
+        if let Ok(n) = super::queries::count_pending(&self.conn) {
+            self.state.backlog.store(n, Ordering::Relaxed);
+        }
+        self.feed.request_rescan();
+    }
+}
+
+fn data_version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("PRAGMA data_version", [], |r| r.get(0))
 }
 
 fn probe(conn: &mut Connection) -> rusqlite::Result<()> {
@@ -103,137 +288,109 @@ fn probe(conn: &mut Connection) -> rusqlite::Result<()> {
     tx.commit()
 }
 
-enum Done {
-    Insert(Inserted),
-    Marked(u64),
-    Purged(u64),
+struct Done {
+    results: Vec<Inserted>,
+    /// The new events, for the relay (moved out of the batch once they are bound).
+    fed: Vec<PendingEvent>,
+    marked: u64,
 }
 
-/// Published events are deleted in chunks, so one purge never holds the write lock for long.
-pub fn purge_published(conn: &Connection, cutoff_ms: i64, chunk: i64) -> rusqlite::Result<u64> {
-    conn.execute(
-        "DELETE FROM events WHERE seq IN (
-             SELECT seq FROM events
-             WHERE published_at_ms IS NOT NULL AND received_at_ms < ?1 LIMIT ?2)",
-        params![cutoff_ms, chunk],
-    )
-    .map(|n| n as u64)
-}
-
-fn apply(conn: &mut Connection, batch: &[Command]) -> rusqlite::Result<Vec<Done>> {
+fn apply(
+    conn: &mut Connection,
+    batch: &mut [Insert],
+    published: &[i64],
+    failures: &[Failure],
+) -> rusqlite::Result<Done> {
     let tx = conn.transaction()?;
-    let mut done = Vec::with_capacity(batch.len());
+    let mut results = Vec::with_capacity(batch.len());
+    let mut fed = Vec::new();
+    let mut marked = 0u64;
     {
         let mut insert = tx.prepare_cached(
             "INSERT INTO events (id, source, provider, dedup_key, event_type, routing_key, subject,
-                                 time_unix, received_at_ms, content_type, body, message)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
-             ON CONFLICT (source, dedup_key) DO NOTHING",
+                                 time_unix, received_at_ms, content_type, content_hash, body,
+                                 body_offset, message)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+             ON CONFLICT (id) DO NOTHING",
         )?;
-        let mut mark = tx.prepare_cached(
-            "UPDATE events SET published_at_ms = ?1 WHERE seq = ?2 AND published_at_ms IS NULL",
-        )?;
+        let mut stored_hash = tx.prepare_cached("SELECT content_hash FROM events WHERE id = ?1")?;
+        for ins in batch.iter_mut() {
+            let e = &mut *ins.event;
+            let received_ms =
+                i64::try_from(e.received_at.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+            // The body is stored once: inside the message when the payload is the body itself.
+            let body: Option<&[u8]> = match e.body_offset {
+                Some(_) => None,
+                None => Some(&e.body[..]),
+            };
+            let n = insert.execute(params![
+                e.id.as_bytes().as_slice(),
+                e.source,
+                e.provider,
+                e.dedup_key,
+                e.event_type,
+                e.routing_key,
+                e.subject,
+                e.time_unix,
+                received_ms,
+                e.content_type,
+                e.content_hash.as_slice(),
+                body,
+                e.body_offset.and_then(|o| i64::try_from(o).ok()),
+                e.message,
+            ])?;
+            if n == 1 {
+                results.push(Inserted::New);
+                fed.push(PendingEvent {
+                    seq: tx.last_insert_rowid(),
+                    id: e.id,
+                    source: e.source.clone(),
+                    provider: e.provider.to_string(),
+                    event_type: std::mem::take(&mut e.event_type),
+                    routing_key: std::mem::take(&mut e.routing_key),
+                    subject: e.subject.take(),
+                    time_unix: e.time_unix,
+                    message: std::mem::take(&mut e.message),
+                    attempts: 0,
+                    next_attempt_ms: None,
+                });
+                continue;
+            }
+            let stored: Option<Option<Vec<u8>>> = stored_hash
+                .query_row(params![e.id.as_bytes().as_slice()], |r| r.get(0))
+                .optional()?;
+            results.push(match stored.flatten() {
+                Some(h) if h.as_slice() != e.content_hash.as_slice() => Inserted::Conflict {
+                    stored: <[u8; 32]>::try_from(h.as_slice()).unwrap_or([0; 32]),
+                },
+                // Same content, or a row from before content hashes were kept.
+                _ => Inserted::Duplicate,
+            });
+        }
         let now = now_ms();
-        for cmd in batch {
-            match cmd {
-                Command::Insert(e, _) => {
-                    let n = insert.execute(params![
-                        e.id.to_string(),
-                        e.source,
-                        e.provider,
-                        e.dedup_key,
-                        e.event_type,
-                        e.routing_key,
-                        e.subject,
-                        e.time_unix,
-                        (e.received_at.unix_timestamp_nanos() / 1_000_000) as i64,
-                        e.content_type,
-                        &e.body[..],
-                        e.message,
-                    ])?;
-                    done.push(Done::Insert(if n == 1 {
-                        Inserted::New
-                    } else {
-                        Inserted::Duplicate
-                    }));
-                }
-                Command::MarkPublished(seqs, _) => {
-                    let mut n = 0;
-                    for seq in seqs {
-                        n += mark.execute(params![now, seq])? as u64;
-                    }
-                    done.push(Done::Marked(n));
-                }
-                Command::Purge(cutoff, _) => {
-                    done.push(Done::Purged(purge_published(&tx, *cutoff, 10_000)?));
-                }
+        if !published.is_empty() {
+            let mut mark = tx.prepare_cached(
+                "UPDATE events SET published_at_ms = ?1, next_attempt_ms = NULL
+                 WHERE seq = ?2 AND published_at_ms IS NULL",
+            )?;
+            for seq in published {
+                marked += mark.execute(params![now, seq])? as u64;
+            }
+        }
+        if !failures.is_empty() {
+            let mut fail = tx.prepare_cached(
+                "UPDATE events SET attempts = ?1, last_error = ?2, next_attempt_ms = ?3
+                 WHERE seq = ?4 AND published_at_ms IS NULL",
+            )?;
+            for f in failures {
+                fail.execute(params![f.attempts, f.error, f.next_attempt_ms, f.seq])?;
             }
         }
     }
     tx.commit()?;
-    Ok(done)
-}
-
-fn commit_batch(
-    conn: &mut Connection,
-    batch: &mut Vec<Command>,
-    state: &StoreState,
-    notify: &Notify,
-) {
-    let started = Instant::now();
-    let result = apply(conn, batch);
-    metrics::histogram!("payhook_store_commit_seconds").record(started.elapsed().as_secs_f64());
-    metrics::histogram!("payhook_store_batch_events").record(batch.len() as f64);
-    match result {
-        Ok(done) => {
-            state.writable.store(true, Ordering::Relaxed);
-            // Counters first, replies after: whoever sees a 200 must also see it in the backlog.
-            let added = done
-                .iter()
-                .filter(|d| matches!(d, Done::Insert(Inserted::New)))
-                .count() as u64;
-            let removed: u64 = done
-                .iter()
-                .map(|d| if let Done::Marked(n) = d { *n } else { 0 })
-                .sum();
-            state.backlog.fetch_add(added, Ordering::Relaxed);
-            let _ = state
-                .backlog
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
-                    Some(b.saturating_sub(removed))
-                });
-            if added > 0 {
-                notify.notify_one();
-            }
-            for (cmd, d) in batch.drain(..).zip(done) {
-                match (cmd, d) {
-                    (Command::Insert(_, reply), Done::Insert(r)) => {
-                        let _ = reply.send(Ok(r));
-                    }
-                    (Command::MarkPublished(_, reply), Done::Marked(n))
-                    | (Command::Purge(_, reply), Done::Purged(n)) => {
-                        let _ = reply.send(Ok(n));
-                    }
-                    _ => unreachable!("results are produced in command order"),
-                }
-            }
-        }
-        Err(e) => {
-            // The transaction rolled back: no partial rows. Everyone in it gets a 503 and the
-            // provider retries later.
-            tracing::error!(error = %e, events = batch.len(), "store commit failed");
-            state.writable.store(false, Ordering::Relaxed);
-            let msg = e.to_string();
-            for cmd in batch.drain(..) {
-                match cmd {
-                    Command::Insert(_, reply) => {
-                        let _ = reply.send(Err(StoreError::Unavailable(msg.clone())));
-                    }
-                    Command::MarkPublished(_, reply) | Command::Purge(_, reply) => {
-                        let _ = reply.send(Err(StoreError::Unavailable(msg.clone())));
-                    }
-                }
-            }
-        }
-    }
+    Ok(Done {
+        results,
+        fed,
+        marked,
+    })
 }

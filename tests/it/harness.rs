@@ -163,6 +163,22 @@ impl Broker {
     pub fn restart(&self) {
         self.spawn_node();
     }
+
+    /// Sends `sig` (e.g. "STOP", "CONT") to the whole node: a stopped broker keeps its TCP
+    /// connections open but answers nothing.
+    pub fn signal(&self, sig: &str) {
+        if let Some(child) = self
+            .child
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            let _ = Command::new("kill")
+                .args(["-s", sig, "--"])
+                .arg(format!("-{}", child.id()))
+                .status();
+        }
+    }
 }
 
 impl Drop for Broker {
@@ -283,6 +299,16 @@ pub struct DaemonOptions {
     pub top: String,
     /// Start as systemd would with `WatchdogSec=`: WATCHDOG_USEC and WATCHDOG_PID set.
     pub watchdog_usec: Option<u64>,
+    /// `[amqp] queue` (default: a queue of the test's own).
+    pub queue: Option<String>,
+    /// Extra `[amqp]` keys, e.g. `queue_type = "quorum"`.
+    pub amqp: String,
+    /// Runs with the store's path before the daemon first starts (to build a large store).
+    pub prepare_store: Option<Box<dyn FnOnce(&Path)>>,
+    /// Broker nodes after `amqp_url` (a cluster): `[amqp] url` becomes the list of them all.
+    pub more_amqp_urls: Vec<String>,
+    /// Exchange and queue instead of fresh ones, so several instances feed one queue.
+    pub exchange_queue: Option<(String, String)>,
 }
 
 impl DaemonOptions {
@@ -295,6 +321,11 @@ impl DaemonOptions {
             env: Vec::new(),
             top: String::new(),
             watchdog_usec: None,
+            queue: None,
+            amqp: String::new(),
+            prepare_store: None,
+            more_amqp_urls: Vec::new(),
+            exchange_queue: None,
         }
     }
 }
@@ -318,8 +349,21 @@ impl Daemon {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
         let admin_port = free_port();
-        let exchange = unique("payhook.test.x");
-        let queue = unique("payhook.test.q");
+        let (exchange, queue) = opts.exchange_queue.clone().unwrap_or_else(|| {
+            (
+                unique("payhook.test.x"),
+                opts.queue.clone().unwrap_or_else(|| unique("payhook.test.q")),
+            )
+        });
+        let url = if opts.more_amqp_urls.is_empty() {
+            format!("\"{}\"", opts.amqp_url)
+        } else {
+            let all: Vec<String> = std::iter::once(&opts.amqp_url)
+                .chain(&opts.more_amqp_urls)
+                .map(|u| format!("\"{u}\""))
+                .collect();
+            format!("[{}]", all.join(", "))
+        };
         std::fs::write(dir.path().join("pingpp.pem"), &keys().public_pem).expect("write key");
         let config = dir.path().join("config.toml");
         std::fs::write(
@@ -341,10 +385,11 @@ synchronous = "full"
 {store}
 
 [amqp]
-url = "{url}"
+url = {url}
 exchange = "{exchange}"
 queue = "{queue}"
 confirm_timeout = "5s"
+{amqp}
 
 [[source]]
 name = "pingpp"
@@ -354,12 +399,15 @@ public_keys = ["pingpp.pem"]
 "#,
                 server = opts.server,
                 store = opts.store,
-                url = opts.amqp_url,
+                amqp = opts.amqp,
                 extra = opts.extra_sources,
                 top = opts.top,
             ),
         )
         .expect("write config");
+        if let Some(prepare) = opts.prepare_store {
+            prepare(&dir.path().join("payhook.db"));
+        }
         let mut d = Daemon {
             dir,
             config,

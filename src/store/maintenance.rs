@@ -1,0 +1,215 @@
+//! Maintenance in short bounded steps (SPEC §6.10), so that a store of millions of events never
+//! holds a webhook for more than a few milliseconds:
+//!
+//! - retention deletes published events through `events_retention`, an index holding only
+//!   published rows by receive time, so each chunk finds exactly what it deletes; chunks are
+//!   sized to take a few milliseconds each and run between the writer's intake commits;
+//! - WAL checkpoints run on a thread of their own with a connection of their own (passive: they
+//!   never take the write lock, so they neither wait for intake nor make it wait), and
+//!   `journal_size_limit` truncates the WAL after each reset;
+//! - the CLI's `purge` uses the same chunks, pausing between them so the daemon's writer gets
+//!   the lock in between.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use rusqlite::{Connection, params};
+
+use crate::config::Synchronous;
+
+/// The published events a retention chunk deletes, oldest first (through `events_retention`).
+pub const RETENTION_SELECT: &str = "SELECT seq FROM events \
+     WHERE published_at_ms IS NOT NULL AND received_at_ms < ?1 \
+     ORDER BY received_at_ms LIMIT ?2";
+
+/// Deletes up to `limit` published events received before `cutoff_ms`; returns how many.
+pub fn purge_chunk(conn: &Connection, cutoff_ms: i64, limit: usize) -> rusqlite::Result<usize> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    conn.execute(
+        &format!("DELETE FROM events WHERE seq IN ({RETENTION_SELECT})"),
+        params![cutoff_ms, limit],
+    )
+}
+
+/// Chunk sizes that keep each step near `TARGET`: doubled while steps are quick, halved when
+/// one was slow.
+#[derive(Debug)]
+pub struct Chunker {
+    size: usize,
+}
+
+impl Chunker {
+    const TARGET: Duration = Duration::from_millis(4);
+    const MIN: usize = 16;
+    const MAX: usize = 4096;
+
+    pub fn new() -> Chunker {
+        Chunker { size: 256 }
+    }
+
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    pub fn took(&mut self, d: Duration) {
+        if d > Self::TARGET * 2 {
+            self.size = (self.size / 2).max(Self::MIN);
+        } else if d < Self::TARGET / 2 {
+            self.size = (self.size * 2).min(Self::MAX);
+        }
+    }
+}
+
+impl Default for Chunker {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The retention schedule the writer runs: every `period`, chunks until nothing is left.
+pub struct Retention {
+    retention: Duration,
+    period: Duration,
+    next: Instant,
+    active: bool,
+    chunker: Chunker,
+    purged: u64,
+}
+
+impl Retention {
+    pub fn new(retention: Duration) -> Retention {
+        // A quarter of the retention, between 1 s and 10 min: short retentions (tests, small
+        // disks) are honoured closely, long ones cost one cheap query every ten minutes.
+        let period = (retention / 4).clamp(Duration::from_secs(1), Duration::from_secs(600));
+        Retention {
+            retention,
+            period,
+            next: Instant::now(),
+            active: false,
+            chunker: Chunker::new(),
+            purged: 0,
+        }
+    }
+
+    /// Whether a chunk should run now.
+    pub fn due(&mut self) -> bool {
+        if !self.active && Instant::now() >= self.next {
+            self.active = true;
+        }
+        self.active
+    }
+
+    /// When the next run starts (for the writer's idle wait).
+    pub fn next_run(&self) -> Option<Instant> {
+        (!self.active).then_some(self.next)
+    }
+
+    /// One chunk in its own transaction. The caller decides the sync level.
+    pub fn step(&mut self, conn: &mut Connection) -> rusqlite::Result<()> {
+        let cutoff = crate::clock::now_ms()
+            .saturating_sub(i64::try_from(self.retention.as_millis()).unwrap_or(i64::MAX));
+        let size = self.chunker.size();
+        let started = Instant::now();
+        let tx = conn.transaction()?;
+        let n = purge_chunk(&tx, cutoff, size)?;
+        tx.commit()?;
+        self.chunker.took(started.elapsed());
+        self.purged += n as u64;
+        if n < size {
+            self.active = false;
+            self.next = Instant::now() + self.period;
+            if self.purged > 0 {
+                tracing::info!(purged = self.purged, "retention: purged published events");
+            }
+            self.purged = 0;
+        }
+        Ok(())
+    }
+}
+
+/// `payhook purge`: chunks in their own short transactions, pausing as long as each took so a
+/// running daemon's writer gets the lock between them.
+pub fn purge_all(conn: &mut Connection, cutoff_ms: i64) -> rusqlite::Result<u64> {
+    let mut chunker = Chunker::new();
+    let mut total = 0u64;
+    loop {
+        let size = chunker.size();
+        let started = Instant::now();
+        let tx = conn.transaction()?;
+        let n = purge_chunk(&tx, cutoff_ms, size)?;
+        tx.commit()?;
+        let took = started.elapsed();
+        chunker.took(took);
+        total += n as u64;
+        if n < size {
+            return Ok(total);
+        }
+        std::thread::sleep(took.max(Duration::from_millis(2)));
+    }
+}
+
+/// How often the checkpointer copies the WAL back into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+/// A WAL this large means checkpoints cannot keep up (a reader holds an old snapshot): warn.
+const WAL_WARN_PAGES: i64 = 256 * 1024;
+
+/// Passive checkpoints on a thread and connection of their own, until `stop` is set.
+pub fn spawn_checkpointer(
+    path: &Path,
+    sync: Synchronous,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let path = path.to_path_buf();
+    std::thread::Builder::new()
+        .name("store-checkpoint".into())
+        .spawn(move || {
+            let conn = match super::schema::open(&path, sync) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!(error = %e, "checkpointer cannot open the store; the WAL will grow");
+                    return;
+                }
+            };
+            let mut warned = false;
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(CHECKPOINT_EVERY);
+                // (busy, frames in the WAL, frames checkpointed)
+                let r = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+                });
+                match r {
+                    Ok((_, log, done)) if log - done > WAL_WARN_PAGES && !warned => {
+                        warned = true;
+                        tracing::warn!(
+                            wal_frames = log,
+                            checkpointed = done,
+                            "the WAL is not being checkpointed: is a reader holding a snapshot?"
+                        );
+                    }
+                    Ok((_, log, done)) if log - done <= WAL_WARN_PAGES => warned = false,
+                    Ok(_) => {}
+                    Err(e) => tracing::debug!(error = %e, "checkpoint failed; retrying"),
+                }
+            }
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunker_adapts() {
+        let mut c = Chunker::new();
+        c.took(Duration::from_millis(1));
+        assert_eq!(c.size(), 512);
+        c.took(Duration::from_millis(50));
+        assert_eq!(c.size(), 256);
+        for _ in 0..20 {
+            c.took(Duration::from_millis(100));
+        }
+        assert_eq!(c.size(), Chunker::MIN);
+    }
+}

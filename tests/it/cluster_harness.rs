@@ -1,0 +1,591 @@
+//! Real parts for the cluster tests: a three-node RabbitMQ cluster of private nodes on loopback
+//! (own node names, Erlang cookie, data and log directories, AMQP and distribution ports; joined
+//! with `rabbitmqctl join_cluster`), and a private nginx balancing `/hooks/` over several payhook
+//! instances with the upstream and location blocks of docs/SCALING.md.
+//!
+//! Every server runs in its own process group, is killed with its group on drop and by a reaper
+//! if the test process dies first. epmd (port 4369) is the machine's shared one: the nodes
+//! register there under names unique to this test process, and epmd itself is never killed
+//! (`epmd -daemon` leaves the process group that started it).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::harness::{RABBITMQ_SERVER, free_port, kill_group, reap_group_on_exit};
+use crate::proxy::NGINX;
+
+pub const RABBITMQCTL: &str = "/usr/lib/rabbitmq/bin/rabbitmqctl";
+
+/// Erlang distribution on loopback only, for the nodes and for rabbitmqctl alike.
+const LOOPBACK_DIST: &str = "-kernel inet_dist_use_interface {127,0,0,1}";
+
+/// Whether a TCP connection to the loopback port opens now.
+pub fn port_open(port: u16) -> bool {
+    std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+}
+
+fn wait_until(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeState {
+    Running,
+    /// `rabbitmqctl stop_app`: the Erlang VM runs, RabbitMQ (and its AMQP port) does not.
+    AppStopped,
+    /// SIGKILLed with its process group.
+    Killed,
+}
+
+/// One RabbitMQ node of the cluster.
+pub struct Node {
+    /// Erlang node name, `payhook-c{pid}-{k}-{n}@localhost`.
+    pub name: String,
+    /// AMQP port on 127.0.0.1.
+    pub port: u16,
+    dist_port: u16,
+    home: PathBuf,
+    child: Mutex<Option<Child>>,
+    state: Mutex<NodeState>,
+}
+
+impl Node {
+    pub fn url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+    }
+
+    /// `host:port` as payhook reports it in `/readyz` `broker_node`.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn state(&self) -> NodeState {
+        *self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn set_state(&self, s: NodeState) {
+        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = s;
+    }
+
+    /// The environment both rabbitmq-server and rabbitmqctl need to find this node: the HOME
+    /// with the cluster's cookie, the node name, its directories and ports.
+    fn env(&self, cmd: &mut Command) {
+        let h = &self.home;
+        cmd.env("HOME", h)
+            .env("RABBITMQ_NODENAME", &self.name)
+            .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
+            .env("RABBITMQ_NODE_PORT", self.port.to_string())
+            .env("RABBITMQ_DIST_PORT", self.dist_port.to_string())
+            .env("RABBITMQ_MNESIA_BASE", h.join("mnesia"))
+            .env("RABBITMQ_LOG_BASE", h.join("log"))
+            .env("RABBITMQ_ENABLED_PLUGINS_FILE", h.join("enabled_plugins"))
+            .env("RABBITMQ_CONFIG_FILE", h.join("rabbitmq"))
+            .env("RABBITMQ_ADVANCED_CONFIG_FILE", h.join("advanced.config"))
+            .env("RABBITMQ_PID_FILE", h.join("pid"))
+            .env("RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS", LOOPBACK_DIST)
+            .env("RABBITMQ_CTL_ERL_ARGS", LOOPBACK_DIST);
+    }
+
+    /// Starts rabbitmq-server in its own process group; does not wait for it.
+    fn spawn(&self) {
+        use std::os::unix::process::CommandExt;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.home.join("server.out"))
+            .expect("node log file");
+        let mut cmd = Command::new(RABBITMQ_SERVER);
+        self.env(&mut cmd);
+        let child = cmd
+            .stdout(log.try_clone().expect("node log file"))
+            .stderr(log)
+            .stdin(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("start rabbitmq-server");
+        reap_group_on_exit(child.id());
+        *self.child.lock().unwrap_or_else(|p| p.into_inner()) = Some(child);
+    }
+
+    fn wait_port(&self, within: Duration) {
+        if !wait_until(within, || port_open(self.port)) {
+            panic!(
+                "RabbitMQ node {} did not open its AMQP port within {within:?}; its output:\n{}",
+                self.name,
+                self.output()
+            );
+        }
+    }
+
+    /// The node's console output (startup errors land here).
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(self.home.join("server.out")).unwrap_or_default()
+    }
+
+    /// SIGKILL to the node's whole process group; returns once its AMQP port is closed.
+    pub fn kill(&self) {
+        if let Some(mut child) = self.child.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            kill_group(&mut child);
+        }
+        self.set_state(NodeState::Killed);
+        wait_until(Duration::from_secs(10), || !port_open(self.port));
+    }
+
+    /// Starts a killed node again on the same ports and data; it rejoins the cluster by itself.
+    pub fn restart(&self) {
+        assert_eq!(
+            self.state(),
+            NodeState::Killed,
+            "restart only a killed node"
+        );
+        self.spawn();
+        self.wait_port(Duration::from_secs(120));
+        self.set_state(NodeState::Running);
+    }
+
+    /// Runs `rabbitmqctl ARGS` against this node, bounded by `within` (the CLI is killed with
+    /// its process group past it). Ok(stdout) on exit status 0.
+    pub fn ctl(&self, args: &[&str], within: Duration) -> Result<String, String> {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = Command::new(RABBITMQCTL);
+        self.env(&mut cmd);
+        let child = cmd
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .map_err(|e| format!("start rabbitmqctl: {e}"))?;
+        let pgid = child.id();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait_with_output());
+        });
+        let out = match rx.recv_timeout(within) {
+            Ok(out) => out,
+            Err(_) => {
+                let _ = Command::new("kill")
+                    .args(["-s", "KILL", "--"])
+                    .arg(format!("-{pgid}"))
+                    .status();
+                return Err(format!(
+                    "rabbitmqctl {} on {}: no answer within {within:?}",
+                    args.join(" "),
+                    self.name
+                ));
+            }
+        };
+        let out = out.map_err(|e| format!("rabbitmqctl: {e}"))?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(format!(
+                "rabbitmqctl {} on {}: {}\n{}{}",
+                args.join(" "),
+                self.name,
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    }
+
+    /// `rabbitmqctl stop_app`: RabbitMQ stops cleanly (clients get a connection.close), the
+    /// Erlang VM stays, the node stays a cluster member.
+    pub fn stop_app(&self) {
+        self.ctl(&["stop_app"], Duration::from_secs(60))
+            .unwrap_or_else(|e| panic!("{e}"));
+        self.set_state(NodeState::AppStopped);
+        wait_until(Duration::from_secs(10), || !port_open(self.port));
+    }
+
+    /// `rabbitmqctl start_app`; returns once the AMQP port answers.
+    pub fn start_app(&self) {
+        self.ctl(&["start_app"], Duration::from_secs(120))
+            .unwrap_or_else(|e| panic!("{e}"));
+        self.wait_port(Duration::from_secs(60));
+        self.set_state(NodeState::Running);
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            kill_group(&mut child);
+        }
+    }
+}
+
+static CLUSTERS: AtomicU32 = AtomicU32::new(0);
+
+/// A RabbitMQ cluster of private nodes on loopback. Dropping it kills every node.
+pub struct Cluster {
+    pub nodes: Vec<Node>,
+    _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// Starts `n` nodes at once, joins nodes 2..n to node 1 and waits until all run together.
+    pub fn start(n: usize) -> Cluster {
+        for bin in [RABBITMQ_SERVER, RABBITMQCTL] {
+            assert!(
+                Path::new(bin).exists(),
+                "RabbitMQ is not installed ({bin} is missing); scripts/test installs it"
+            );
+        }
+        ensure_epmd();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let cookie: String = {
+            use rand::Rng;
+            let mut rng = rand::thread_rng();
+            (0..32)
+                .map(|_| char::from(b'A' + rng.gen_range(0..26u8)))
+                .collect()
+        };
+        let k = CLUSTERS.fetch_add(1, Ordering::Relaxed);
+        let nodes: Vec<Node> = (1..=n)
+            .map(|i| {
+                let home = dir.path().join(format!("node{i}"));
+                std::fs::create_dir_all(&home).expect("node dir");
+                write_cookie(&home, &cookie);
+                std::fs::write(home.join("enabled_plugins"), "[].\n").expect("enabled_plugins");
+                Node {
+                    name: format!("payhook-c{}-{k}-{i}@localhost", std::process::id()),
+                    port: free_port(),
+                    dist_port: free_port(),
+                    home,
+                    child: Mutex::new(None),
+                    state: Mutex::new(NodeState::Running),
+                }
+            })
+            .collect();
+        let cluster = Cluster { nodes, _dir: dir };
+        for node in &cluster.nodes {
+            node.spawn();
+        }
+        for node in &cluster.nodes {
+            node.wait_port(Duration::from_secs(120));
+        }
+        let first = &cluster.nodes[0].name;
+        for node in &cluster.nodes[1..] {
+            let t = Duration::from_secs(60);
+            let joined = node
+                .ctl(&["stop_app"], t)
+                .and_then(|_| node.ctl(&["join_cluster", first], t))
+                .and_then(|_| node.ctl(&["start_app"], Duration::from_secs(120)));
+            if let Err(e) = joined {
+                panic!("{} could not join {first}: {e}", node.name);
+            }
+            node.wait_port(Duration::from_secs(60));
+        }
+        cluster.wait_running(Duration::from_secs(60));
+        cluster
+    }
+
+    /// Every node's AMQP URL, in node order (the `[amqp] url` list).
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(Node::url).collect()
+    }
+
+    /// The node whose `host:port` this is (as `/readyz` reports `broker_node`).
+    pub fn index_of(&self, addr: &str) -> Option<usize> {
+        self.nodes.iter().position(|n| n.addr() == addr)
+    }
+
+    /// A node whose RabbitMQ runs, to ask about the cluster.
+    fn running(&self) -> Option<&Node> {
+        self.nodes.iter().find(|n| n.state() == NodeState::Running)
+    }
+
+    /// The nodes the cluster reports running (`rabbitmqctl cluster_status`).
+    pub fn running_nodes(&self) -> Result<Vec<String>, String> {
+        let node = self.running().ok_or("no node is running")?;
+        let out = node.ctl(
+            &["cluster_status", "--formatter", "json"],
+            Duration::from_secs(30),
+        )?;
+        let j: serde_json::Value =
+            serde_json::from_str(&out).map_err(|e| format!("cluster_status JSON: {e}: {out}"))?;
+        Ok(j["running_nodes"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    /// Waits until every node this harness believes running is a running cluster member.
+    pub fn wait_running(&self, within: Duration) {
+        let want: Vec<&str> = self
+            .nodes
+            .iter()
+            .filter(|n| n.state() == NodeState::Running)
+            .map(|n| n.name.as_str())
+            .collect();
+        let mut last = Err(String::new());
+        let ok = wait_until(within, || {
+            last = self.running_nodes();
+            matches!(&last, Ok(r) if want.iter().all(|w| r.iter().any(|x| x == w)))
+        });
+        assert!(
+            ok,
+            "cluster members {want:?} not all running within {within:?}: {last:?}"
+        );
+    }
+
+    /// The quorum queue's leader and online members (`rabbitmqctl list_queues`).
+    pub fn quorum_status(&self, queue: &str) -> Result<(String, Vec<String>), String> {
+        let node = self.running().ok_or("no node is running")?;
+        let out = node.ctl(
+            &[
+                "list_queues",
+                "--formatter",
+                "json",
+                "name",
+                "type",
+                "leader",
+                "online",
+            ],
+            Duration::from_secs(30),
+        )?;
+        let j: serde_json::Value =
+            serde_json::from_str(&out).map_err(|e| format!("list_queues JSON: {e}: {out}"))?;
+        let q = j
+            .as_array()
+            .and_then(|a| a.iter().find(|q| q["name"] == queue))
+            .ok_or_else(|| format!("no queue {queue}: {out}"))?;
+        if q["type"] != "quorum" {
+            return Err(format!("{queue} is not a quorum queue: {q}"));
+        }
+        let online = q["online"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok((q["leader"].as_str().unwrap_or("").to_string(), online))
+    }
+
+    /// Waits until the quorum queue has a leader and every node as an online member.
+    pub fn wait_quorum_queue(&self, queue: &str, within: Duration) {
+        let mut last = Err(String::new());
+        let n = self.nodes.len();
+        let ok = wait_until(within, || {
+            last = self.quorum_status(queue);
+            matches!(&last, Ok((leader, online)) if !leader.is_empty() && online.len() == n)
+        });
+        assert!(
+            ok,
+            "quorum queue {queue} not healthy (leader + {n} online members) within {within:?}: \
+             {last:?}"
+        );
+    }
+
+    /// Blocks (or unblocks) every publisher of the cluster with a memory alarm: a high
+    /// watermark of 0 raises the alarm on a running node, and RabbitMQ blocks publishing
+    /// connections cluster-wide while any node is in alarm. Consumers go on.
+    pub fn block_publishers(&self, block: bool) {
+        let node = self.running().expect("a running node");
+        let watermark = if block { "0" } else { "0.4" };
+        node.ctl(
+            &["set_vm_memory_high_watermark", watermark],
+            Duration::from_secs(30),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// Brings every node back (restart the killed, start_app the stopped) and waits until the
+    /// cluster runs whole again: the state the next scenario starts from.
+    pub fn heal(&self) {
+        for node in &self.nodes {
+            match node.state() {
+                NodeState::Running => {}
+                NodeState::AppStopped => node.start_app(),
+                NodeState::Killed => node.restart(),
+            }
+        }
+        self.wait_running(Duration::from_secs(90));
+    }
+}
+
+fn write_cookie(home: &Path, cookie: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let path = home.join(".erlang.cookie");
+    std::fs::write(&path, cookie).expect("write cookie");
+    // Erlang refuses a cookie file others can read.
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o400)).expect("chmod cookie");
+}
+
+/// Starts the machine's epmd when none runs, listening on loopback only. `epmd -daemon` detaches
+/// into its own session, so no process group a test kills ever contains it; when one already
+/// runs (another engineer's node started it), this is a no-op.
+fn ensure_epmd() {
+    if port_open(4369) {
+        return;
+    }
+    let _ = Command::new("epmd")
+        .arg("-daemon")
+        .env("ERL_EPMD_ADDRESS", "127.0.0.1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    wait_until(Duration::from_secs(5), || port_open(4369));
+}
+
+/// The upstream and location blocks of docs/SCALING.md (the fenced nginx block that holds
+/// `upstream payhook`), with its placeholder instance addresses 127.0.0.1:8081 and :8082.
+pub fn scaling_nginx_block() -> String {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/SCALING.md");
+    let doc =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    doc.split("```nginx\n")
+        .skip(1)
+        .filter_map(|b| b.split("```").next())
+        .find(|b| b.contains("upstream payhook {"))
+        .expect("docs/SCALING.md has a ```nginx block with `upstream payhook {`")
+        .to_string()
+}
+
+/// A private nginx balancing `/hooks/` over payhook instances with the blocks of
+/// docs/SCALING.md: one process (`master_process off`), its own prefix, on a free loopback port.
+pub struct Balancer {
+    dir: tempfile::TempDir,
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl Balancer {
+    pub fn start(instance_ports: &[u16]) -> Balancer {
+        assert!(
+            Path::new(NGINX).exists(),
+            "nginx is not installed ({NGINX} is missing); scripts/test installs it"
+        );
+        let placeholders = ["127.0.0.1:8081", "127.0.0.1:8082"];
+        assert_eq!(
+            instance_ports.len(),
+            placeholders.len(),
+            "the SCALING.md block lists two instances"
+        );
+        let mut block = scaling_nginx_block();
+        for (ph, port) in placeholders.iter().zip(instance_ports) {
+            assert!(block.contains(ph), "SCALING.md block lost {ph}");
+            block = block.replace(ph, &format!("127.0.0.1:{port}"));
+        }
+        let (upstream, location) = block
+            .split_once("\nlocation /hooks/")
+            .expect("the SCALING.md block has `location /hooks/` after the upstream");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let d = dir.path().display();
+        for sub in ["body", "proxy", "fastcgi", "uwsgi", "scgi", "logs"] {
+            std::fs::create_dir_all(dir.path().join(sub)).expect("nginx temp dir");
+        }
+        let conf = format!(
+            r#"
+daemon off;
+master_process off;
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/logs/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {d}/body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+
+{upstream}
+    server {{
+        listen 127.0.0.1:{port};
+        server_name _;
+        client_max_body_size 1m;
+
+location /hooks/{location}
+        location / {{
+            return 404;
+        }}
+    }}
+}}
+"#
+        );
+        let conf_path = dir.path().join("nginx.conf");
+        std::fs::write(&conf_path, conf).expect("write nginx.conf");
+        let out = std::fs::File::create(dir.path().join("logs/stderr.log")).expect("log file");
+        let child = {
+            use std::os::unix::process::CommandExt;
+            Command::new(NGINX)
+                .arg("-p")
+                .arg(dir.path())
+                .arg("-c")
+                .arg(&conf_path)
+                .arg("-e")
+                .arg(dir.path().join("logs/error.log"))
+                .stdin(Stdio::null())
+                .stdout(out.try_clone().expect("log file"))
+                .stderr(out)
+                .process_group(0)
+                .spawn()
+                .expect("start nginx")
+        };
+        reap_group_on_exit(child.id());
+        let mut b = Balancer {
+            dir,
+            port,
+            child: Some(child),
+        };
+        let up = wait_until(Duration::from_secs(10), || {
+            port_open(port)
+                || b.child
+                    .as_mut()
+                    .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))))
+        });
+        if !up || !port_open(port) {
+            panic!(
+                "nginx did not start; its logs:\n{}\n{}",
+                b.file("logs/stderr.log"),
+                b.error_log()
+            );
+        }
+        b
+    }
+
+    fn file(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default()
+    }
+
+    pub fn error_log(&self) -> String {
+        self.file("logs/error.log")
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+impl Drop for Balancer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            kill_group(&mut child);
+        }
+    }
+}
