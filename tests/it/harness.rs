@@ -352,7 +352,9 @@ impl Daemon {
         let (exchange, queue) = opts.exchange_queue.clone().unwrap_or_else(|| {
             (
                 unique("payhook.test.x"),
-                opts.queue.clone().unwrap_or_else(|| unique("payhook.test.q")),
+                opts.queue
+                    .clone()
+                    .unwrap_or_else(|| unique("payhook.test.q")),
             )
         });
         let url = if opts.more_amqp_urls.is_empty() {
