@@ -4,8 +4,8 @@
 //! a good webhook per provider still gets 200 and is published (so a dead daemon cannot pass).
 //!
 //! Every request goes over a raw TCP socket, byte for byte as written here: hyper's client would
-//! refuse or repair most of them. A case is one line of [`Case`] in `hostile/providers.rs` or
-//! `hostile/http.rs`.
+//! refuse or repair most of them. A case is one line of [`Case`] in `hostile/{pingpp, pinddpay,
+//! pingpong, wechat, http}.rs`.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -15,7 +15,25 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::harness::*;
 
 mod http;
-mod providers;
+mod pinddpay;
+mod pingpong;
+mod pingpp;
+mod signed;
+mod wechat;
+
+// The documented answers (docs/SECURITY.md, "What bad input gets").
+pub const BAD: u16 = 400;
+pub const MALFORMED: &str = "malformed_payload";
+pub const FORGED: u16 = 401;
+pub const INVALID_SIGNATURE: &str = "invalid_signature";
+pub const TOO_LARGE: u16 = 413;
+pub const PAYLOAD_TOO_LARGE: &str = "payload_too_large";
+pub const HEADERS_TOO_LARGE: u16 = 431;
+pub const MEDIA: u16 = 415;
+pub const UNSUPPORTED: &str = "unsupported_media_type";
+pub const TIMEOUT: u16 = 408;
+pub const REQUEST_TIMEOUT: &str = "request_timeout";
+pub const MIB: usize = 1024 * 1024;
 
 /// The body limit and deadline of the catalogue's daemon: room for 1 MiB keys, and a short
 /// deadline so the cases that must time out finish soon.
@@ -207,7 +225,7 @@ async fn exchange(port: u16, request: Vec<u8>, pace: Pace) -> Answer {
 /// The catalogue's daemon: all four providers, a 2 MiB body limit and a 3 s request deadline.
 fn start_daemon(broker: &Broker) -> Daemon {
     let mut opts = DaemonOptions::new(&broker.url());
-    opts.extra_sources = providers::sources();
+    opts.extra_sources = signed::sources();
     let mut daemon = Daemon::start(opts);
     let text = std::fs::read_to_string(&daemon.config).expect("read config");
     let tuned = text
@@ -254,7 +272,10 @@ async fn hostile_requests_get_their_documented_status_and_publish_nothing() {
     let daemon = start_daemon(broker);
     let consumer = Consumer::connect(&broker.url(), &daemon.queue).await;
 
-    let mut cases = providers::cases();
+    let mut cases = pingpp::cases();
+    cases.extend(pinddpay::cases());
+    cases.extend(pingpong::cases());
+    cases.extend(wechat::cases());
     cases.extend(http::cases());
     let names: HashSet<&str> = cases.iter().map(|c| c.name).collect();
     assert_eq!(names.len(), cases.len(), "case names are unique");
@@ -324,7 +345,7 @@ async fn hostile_requests_get_their_documented_status_and_publish_nothing() {
         failures.push(format!("/healthz answered {}", r.status));
     }
     let mut want = HashSet::new();
-    for good in providers::signed_webhooks() {
+    for good in signed::signed_webhooks() {
         let a = exchange(port, good.request(), Pace::Whole).await;
         if a.status != 200 {
             failures.push(format!(

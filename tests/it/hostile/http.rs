@@ -4,16 +4,8 @@
 
 use std::time::Duration;
 
-use super::{Case, DEADLINE, MAX_BODY, Pace, case, paced, post, raw};
+use super::*;
 use crate::harness::keys;
-
-const BAD: u16 = 400;
-const MALFORMED: &str = "malformed_payload";
-const TOO_LARGE: u16 = 413;
-const PAYLOAD_TOO_LARGE: &str = "payload_too_large";
-const HEADERS_TOO_LARGE: u16 = 431;
-const TIMEOUT: u16 = 408;
-const REQUEST_TIMEOUT: &str = "request_timeout";
 
 fn signed_event() -> (String, String) {
     let ev = payhook::cli::simulate::pingpp_event("charge.succeeded", &mut rand::thread_rng());
@@ -341,7 +333,7 @@ pub fn cases() -> Vec<Case> {
     ];
     // Conflicting lengths on every hook, each around a good signed webhook: accepting the
     // framing would publish it.
-    for good in super::providers::signed_webhooks() {
+    for good in super::signed::signed_webhooks() {
         let name = match good.source {
             "pingpp" => "pingpp good webhook, Content-Length and chunked",
             "pinddpay" => "pinddpay good webhook, Content-Length and chunked",
