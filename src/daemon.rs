@@ -28,10 +28,7 @@ pub fn build_sources(config: &Config) -> Result<Sources, String> {
             .map_err(|e| format!("source {:?}: {e}", s.name))?;
         sources.insert(
             s.name.clone(),
-            Arc::new(Source {
-                name: s.name.clone(),
-                verifier,
-            }),
+            Arc::new(Source::new(s.name.clone(), verifier)),
         );
     }
     Ok(sources)
@@ -58,6 +55,13 @@ pub fn metrics_handle() -> PrometheusHandle {
             match builder.and_then(|b| b.install_recorder()) {
                 Ok(h) => {
                     describe_metrics();
+                    crate::http::metrics::describe();
+                    // Histogram samples are drained by upkeep, not only by a scrape: memory stays
+                    // bounded when nobody scrapes /metrics (SPEC §6.8).
+                    crate::http::metrics::spawn_upkeep(
+                        h.clone(),
+                        crate::http::metrics::UPKEEP_PERIOD,
+                    );
                     h
                 }
                 // Another recorder is installed (only in tests that run two daemons in one
@@ -198,6 +202,7 @@ pub async fn run(
             request_timeout: config.server.request_timeout.0,
             trusted_proxies: config.server.trusted_proxies.clone(),
             max_backlog: config.store.max_backlog,
+            max_event_age: config.max_event_age(),
         },
         shutting_down: AtomicBool::new(false),
     });
@@ -220,18 +225,20 @@ pub async fn run(
         let intake = intake.clone();
         tokio::spawn(crate::http::serve(
             listeners.public,
+            crate::http::Listener::Public,
             http_stop.clone(),
             timeout,
             drain,
-            move |req, peer| intake.clone().handle(req, peer),
+            move |req, ctx| intake.clone().handle(req, ctx),
         ))
     };
     let admin_task = tokio::spawn(crate::http::serve(
         listeners.admin,
+        crate::http::Listener::Admin,
         http_stop.clone(),
         timeout,
         Duration::from_secs(1),
-        move |req, _peer| admin.clone().handle(req),
+        move |req, ctx| admin.clone().handle(req, ctx),
     ));
 
     tracing::info!(%public_addr, %admin_addr, sources = intake.sources().len(), "payhook ready");

@@ -16,4 +16,5 @@ pub mod providers;
 pub mod relay;
 pub mod secret;
 pub mod store;
+pub mod testkit;
 pub mod text;

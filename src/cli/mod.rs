@@ -126,7 +126,8 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
 
 fn serve(explicit: Option<&Path>) -> Result<(), Failure> {
     let config = load_config(explicit)?;
-    crate::logging::init(config.log_format);
+    // Held until serve returns, after the runtime: the queued lines are flushed at exit.
+    let _log = crate::logging::init(config.log_format);
     config.amqp_urls()?;
     let sources = crate::daemon::build_sources(&config).map_err(Failure::config)?;
     if sources.is_empty() {

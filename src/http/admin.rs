@@ -6,6 +6,7 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use metrics_exporter_prometheus::PrometheusHandle;
 
+use super::conn::Ctx;
 use super::response::{Body, json, json_error, text};
 use crate::relay::RelayState;
 use crate::store::{Store, now_ms, queries};
@@ -18,7 +19,9 @@ pub struct Admin {
 }
 
 impl Admin {
-    pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
+    pub async fn handle(self: Arc<Self>, req: Request<Incoming>, ctx: Ctx) -> Response<Body> {
+        // Admin requests carry no body worth waiting for.
+        ctx.received();
         if req.method() != Method::GET && req.method() != Method::HEAD {
             return json_error(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -52,6 +55,8 @@ impl Admin {
     }
 
     async fn refresh_gauges(&self) {
+        metrics::counter!("payhook_log_lines_dropped_total")
+            .absolute(crate::logging::dropped_lines());
         metrics::gauge!("payhook_backlog_events").set(self.store.backlog() as f64);
         metrics::gauge!("payhook_backlog_oldest_age_seconds")
             .set(self.oldest_age_seconds().await.unwrap_or(0.0));

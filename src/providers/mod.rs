@@ -9,7 +9,11 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::event::Normalized;
+use crate::secret::SecretString;
 
+#[cfg(test)]
+mod bench;
+pub mod json;
 pub mod pinddpay;
 pub mod pingpong;
 pub mod pingpp;
@@ -76,17 +80,48 @@ impl ProviderConfig {
     }
 }
 
-/// The dedup key for webhooks that carry no usable id (PROVIDERS.md, common rules).
-pub fn body_hash_key(body: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(body)))
+/// SHA-256 of `data`: the content hash of [`Normalized`] is this over the signed content.
+pub fn sha256(data: &[u8]) -> [u8; 32] {
+    Sha256::digest(data).into()
 }
 
-/// Constant-time comparison of two hex digests, ignoring case.
+/// The dedup key for webhooks that carry no usable id (PROVIDERS.md, common rules): `sha256:`
+/// and the hex of the content hash, i.e. of the signed content in its canonical form (SPEC §6.3),
+/// so bytes the signature does not cover cannot change it.
+pub fn hash_key(content_hash: &[u8; 32]) -> String {
+    let mut s = String::with_capacity(7 + 64);
+    s.push_str("sha256:");
+    s.push_str(&hex::encode(content_hash));
+    s
+}
+
+/// Constant-time comparison of a digest with its hex text as received, ignoring the case of the
+/// hex letters (PROVIDERS.md). `given` must be exactly the hex digits: nothing is trimmed here
+/// (callers trim only what their format defines as padding, never Unicode spaces), and any other
+/// length or character is a mismatch.
 pub fn hex_digest_eq(expected: &[u8], given: &str) -> bool {
     use subtle::ConstantTimeEq;
-    let given = given.trim().to_ascii_lowercase();
-    let expected = hex::encode(expected);
-    expected.as_bytes().ct_eq(given.as_bytes()).into()
+    const MAX: usize = 64;
+    let n = expected.len();
+    if n == 0 || n > MAX || given.len() != 2 * n {
+        return false;
+    }
+    let mut decoded = [0u8; MAX];
+    // Decoding depends only on the received text, never on the expected digest.
+    if hex::decode_to_slice(given, &mut decoded[..n]).is_err() {
+        return false;
+    }
+    decoded[..n].ct_eq(expected).into()
+}
+
+/// Whether any of the secrets signs the request: `matches(secret)` is evaluated for every entry
+/// (each comparison constant-time), so the time taken does not tell which entry matched.
+pub fn any_secret(secrets: &[SecretString], mut matches: impl FnMut(&str) -> bool) -> bool {
+    let mut ok = false;
+    for s in secrets {
+        ok |= matches(s.expose());
+    }
+    ok
 }
 
 /// `application/json; charset=utf-8` → `application/json`.
@@ -104,12 +139,48 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hex_compare_ignores_case() {
+    fn hex_compare_ignores_case_and_nothing_else() {
         let d = [0xab, 0x01];
         assert!(hex_digest_eq(&d, "AB01"));
         assert!(hex_digest_eq(&d, "ab01"));
+        assert!(hex_digest_eq(&d, "aB01"));
         assert!(!hex_digest_eq(&d, "ab02"));
         assert!(!hex_digest_eq(&d, "ab0"));
+        assert!(!hex_digest_eq(&d, "ab011"));
+        // No trimming of any kind: padding is the caller's business, Unicode spaces never are.
+        for padded in [
+            " ab01",
+            "ab01 ",
+            "ab01\n",
+            "ab01\u{3000}",
+            "\u{a0}ab01",
+            "ab01\u{feff}",
+        ] {
+            assert!(!hex_digest_eq(&d, padded), "{padded:?}");
+        }
+        assert!(!hex_digest_eq(&d, "+b01"));
+        assert!(!hex_digest_eq(&[], ""));
+    }
+
+    #[test]
+    fn any_secret_tries_every_entry() {
+        let list = [SecretString::new("old"), SecretString::new("new")];
+        let mut seen = Vec::new();
+        assert!(any_secret(&list, |s| {
+            seen.push(s.to_string());
+            s == "old"
+        }));
+        assert_eq!(seen, ["old", "new"], "no early exit");
+        assert!(!any_secret(&list, |s| s == "other"));
+        assert!(!any_secret(&[], |_| true));
+    }
+
+    #[test]
+    fn hash_keys() {
+        assert_eq!(
+            hash_key(&sha256(b"")),
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
     }
 
     #[test]

@@ -107,7 +107,8 @@ where
 const HEALTHY_SESSION: Duration = Duration::from_secs(10);
 
 /// Connects to the nodes in turn and publishes until `shutdown`. On a failed session it moves
-/// to the next node at once; after a whole round of failures it backs off (0.2 s to 10 s).
+/// to the next node at once; after a whole round of failures (connects that failed, sessions
+/// that ended within [`HEALTHY_SESSION`]) it backs off (0.2 s doubling to 10 s).
 pub async fn run(
     store: Store,
     settings: AmqpSettings,
@@ -147,7 +148,6 @@ pub async fn run(
         };
         tracing::info!(node = %session.node, exchange = %settings.exchange, queue = %settings.queue, "connected to the broker");
         state.set_connected(Some(&session.node));
-        failed_in_round = 0;
         let started = Instant::now();
         let result = outbox.run_session(&session, nodes > 1, &shutdown).await;
         state.set_connected(None);
@@ -159,13 +159,19 @@ pub async fn run(
                 tracing::warn!(node = %node_name, error = %e, "publishing failed; moving on to the next broker node");
                 metrics::counter!("payhook_publish_retries_total", "reason" => e.reason())
                     .increment(1);
-                if started.elapsed() >= HEALTHY_SESSION {
-                    backoff.reset();
-                }
                 node = (node + 1) % nodes;
-                // With one node there is nowhere else to go: wait before trying it again.
-                if nodes == 1 {
-                    pause(&state, &shutdown, backoff.take()).await;
+                if started.elapsed() >= HEALTHY_SESSION {
+                    // It worked for a while: the next node gets its chance at once.
+                    backoff.reset();
+                    failed_in_round = 0;
+                } else {
+                    // Short-lived sessions count as failures: after a whole round of them,
+                    // back off rather than churn through the nodes.
+                    failed_in_round += 1;
+                    if failed_in_round >= nodes {
+                        failed_in_round = 0;
+                        pause(&state, &shutdown, backoff.take()).await;
+                    }
                 }
             }
         }

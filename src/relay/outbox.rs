@@ -38,6 +38,13 @@ const STORE_TIMEOUT: Duration = Duration::from_secs(5);
 const TICK: Duration = Duration::from_millis(250);
 /// Events reloaded from the store per loop turn when their backoff ends.
 const RELOADS_PER_TURN: usize = 64;
+/// This many nacks in a row, without one ack, say the channel rather than the events is wrong
+/// (a quorum queue whose leader was being elected when the channel opened nacks everything
+/// until the channel is replaced): the session ends and its events go out on the next one.
+const NACK_STORM: u32 = 32;
+/// A nacked event is held this long for the verdict (one nack, or the whole channel?) before it
+/// goes on its own backoff.
+const NACK_HOLD: Duration = Duration::from_secs(1);
 
 type ConfirmFuture = BoxFuture<'static, (i64, lapin::Result<Confirmation>)>;
 
@@ -71,6 +78,10 @@ struct Window {
     bytes: usize,
     /// Publish deadlines, oldest first (entries whose event settled are skipped).
     deadlines: VecDeque<(Instant, i64)>,
+    /// Nacks in a row without an ack.
+    nack_streak: u32,
+    /// Nacked events waiting for the verdict (see [`NACK_STORM`]).
+    nacked: VecDeque<(Instant, PendingEvent)>,
 }
 
 impl Window {
@@ -165,8 +176,8 @@ impl Outbox {
         self.state.set_failing(self.attempts.len());
     }
 
-    /// One event failed on its own: record it and put it on its backoff.
-    fn fail(&mut self, seq: i64, reason: &'static str, error: String) {
+    /// Counts and records one failed attempt of an event; returns its attempts so far.
+    fn note_failure(&mut self, seq: i64, reason: &'static str, error: &str) -> u32 {
         let attempts = self
             .attempts
             .get(&seq)
@@ -174,6 +185,22 @@ impl Outbox {
             .unwrap_or(0)
             .saturating_add(1);
         self.attempts.insert(seq, attempts);
+        let wait = event_delay(attempts);
+        metrics::counter!("payhook_publish_retries_total", "reason" => reason).increment(1);
+        self.store.records.failed(Failure {
+            seq,
+            attempts,
+            error: crate::text::clip(error, 500).to_string(),
+            next_attempt_ms: now_ms()
+                .saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX)),
+        });
+        self.update_failing();
+        attempts
+    }
+
+    /// One event failed on its own: record it and put it on its backoff.
+    fn fail(&mut self, seq: i64, reason: &'static str, error: String) {
+        let attempts = self.note_failure(seq, reason, &error);
         let wait = event_delay(attempts);
         tracing::warn!(
             seq,
@@ -183,15 +210,19 @@ impl Outbox {
             error = %crate::text::clip(&error, 200),
             "event not published; it waits on its own backoff while the others flow"
         );
-        metrics::counter!("payhook_publish_retries_total", "reason" => reason).increment(1);
-        self.store.records.failed(Failure {
-            seq,
-            attempts,
-            error: crate::text::clip(&error, 500).to_string(),
-            next_attempt_ms: now_ms()
-                .saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX)),
-        });
         self.schedule_retry(seq, wait);
+    }
+
+    /// Nacked events whose verdict is in: each failed on its own.
+    fn release_nacked(&mut self, window: &mut Window, older_than: Option<Instant>) {
+        while let Some((t, _)) = window.nacked.front() {
+            if older_than.is_some_and(|limit| *t > limit) {
+                break;
+            }
+            if let Some((_, ev)) = window.nacked.pop_front() {
+                self.fail(ev.seq, "nack", "nacked by the broker".into());
+            }
+        }
     }
 
     /// Tops up the queue ahead of the window: from the feed while streaming, from the store
@@ -389,6 +420,8 @@ impl Outbox {
         };
         match result {
             Ok(Confirmation::Ack(None)) => {
+                window.nack_streak = 0;
+                self.release_nacked(window, None);
                 if self.attempts.remove(&seq).is_some() {
                     self.update_failing();
                 }
@@ -411,8 +444,23 @@ impl Outbox {
                 Ok(())
             }
             Ok(Confirmation::Nack(None)) => {
-                self.fail(seq, "nack", "nacked by the broker".into());
-                Ok(())
+                window.nack_streak += 1;
+                window.nacked.push_back((Instant::now(), ev));
+                if window.nack_streak < NACK_STORM {
+                    return Ok(());
+                }
+                // Every publish of this channel is nacked: its events go out on the next
+                // session at once (each attempt is still recorded).
+                let n = window.nacked.len();
+                while let Some((_, ev)) = window.nacked.pop_front() {
+                    self.note_failure(
+                        ev.seq,
+                        "nack",
+                        "nacked by the broker (with every publish of its channel)",
+                    );
+                    self.push_ready(ev);
+                }
+                Err(RelayError::NackStorm(n))
             }
             Ok(Confirmation::NotRequested) => {
                 self.push_ready(ev);
@@ -454,6 +502,7 @@ impl Outbox {
             let room = self.ready_bytes < READY_BYTES;
             let retry_at = self.next_retry();
             let deadline = window.next_deadline();
+            let verdict_at = window.nacked.front().map(|(t, _)| *t + NACK_HOLD);
             let step = tokio::select! {
                 Some((seq, r)) = window.confirms.next(), if window.len() > 0 => {
                     let mut step = self.settle(seq, r, &mut window, &mut confirmed);
@@ -468,6 +517,10 @@ impl Outbox {
                 }
                 _ = self.store.feed.notify.notified(), if room => Ok(()),
                 _ = sleep_until(retry_at), if retry_at.is_some() => Ok(()),
+                _ = sleep_until(verdict_at), if verdict_at.is_some() => {
+                    self.release_nacked(&mut window, Instant::now().checked_sub(NACK_HOLD));
+                    Ok(())
+                }
                 _ = sleep_until(deadline), if deadline.is_some() => {
                     Err(RelayError::ConfirmTimeout(self.settings.confirm_timeout))
                 }
@@ -484,6 +537,7 @@ impl Outbox {
         if result.is_ok() {
             self.drain(&mut window, &mut confirmed).await;
         }
+        self.release_nacked(&mut window, None);
         // Whatever is still unconfirmed goes back to the queue, to be published again by the
         // next session (or, after a stop, by the next start: it is still pending in the store).
         for (_, ev) in window.events.drain() {

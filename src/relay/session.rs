@@ -52,6 +52,8 @@ pub enum RelayError {
     ConnectTimeout { node: String, timeout: Duration },
     #[error("the store did not answer: {0}")]
     Store(String),
+    #[error("{0} publishes in a row were nacked: replacing the channel")]
+    NackStorm(usize),
 }
 
 impl RelayError {
@@ -66,6 +68,7 @@ impl RelayError {
             RelayError::ConfirmTimeout(_) => "confirm_timeout",
             RelayError::Blocked => "blocked",
             RelayError::Store(_) => "store",
+            RelayError::NackStorm(_) => "nack_storm",
         }
     }
 }

@@ -157,7 +157,7 @@ async fn post_one(http: &HttpClient, url: &str) -> (String, Result<(), String>) 
     let body = sample_event();
     let v: serde_json::Value = serde_json::from_str(&body).expect("sample is JSON");
     let id = v["id"].as_str().expect("sample has an id").to_string();
-    let sig = payhook::cli::simulate::pingpp_sign(&keys().signing, body.as_bytes());
+    let sig = payhook::testkit::pingpp_sign(&keys().signing, body.as_bytes());
     let req = hyper::Request::post(url)
         .header("content-type", "application/json")
         .header("x-pingplusplus-signature", sig)

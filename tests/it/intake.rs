@@ -13,7 +13,7 @@ async fn refusals_have_the_documented_codes_and_publish_nothing() {
     let http = client();
     let url = daemon.url("pingpp");
     let body = sample_event();
-    let sig = payhook::cli::simulate::pingpp_sign(&keys().signing, body.as_bytes());
+    let sig = payhook::testkit::pingpp_sign(&keys().signing, body.as_bytes());
     let json_ct = ("content-type", "application/json");
 
     // Unknown source and unknown paths.

@@ -6,6 +6,7 @@ mod cluster_load;
 mod fuzz_corpus;
 mod harness;
 mod hostile;
+mod http;
 mod intake;
 mod maintenance;
 mod operations;

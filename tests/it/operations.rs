@@ -48,7 +48,7 @@ async fn metrics_logs_and_the_event_cli_while_running() {
         assert_eq!(post_pingpp(&http, &url, b).await.status, 200);
     }
     assert_eq!(post_pingpp(&http, &url, &bodies[0]).await.status, 200);
-    let sig = payhook::cli::simulate::pingpp_sign(&keys().signing, b"other");
+    let sig = payhook::testkit::pingpp_sign(&keys().signing, b"other");
     let r = send(
         &http,
         "POST",
@@ -273,7 +273,7 @@ async fn sighup_reloads_keys_and_keeps_the_old_config_when_the_new_one_is_bad() 
     let signer = SigningKey::<sha2::Sha256>::new(new_key);
     let post_new = || async {
         let body = sample_event();
-        let sig = payhook::cli::simulate::pingpp_sign(&signer, body.as_bytes());
+        let sig = payhook::testkit::pingpp_sign(&signer, body.as_bytes());
         send(
             &http,
             "POST",

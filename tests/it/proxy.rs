@@ -174,7 +174,7 @@ fn pingpp_body(id: &str, fields: &str) -> String {
 }
 
 fn signed_headers(body: &str) -> (String, [(&'static str, &'static str); 1]) {
-    let sig = payhook::cli::simulate::pingpp_sign(&keys().signing, body.as_bytes());
+    let sig = payhook::testkit::pingpp_sign(&keys().signing, body.as_bytes());
     (sig, [("content-type", "application/json; charset=utf-8")])
 }
 
