@@ -288,6 +288,9 @@ pub fn keys() -> &'static Keys {
     })
 }
 
+/// Builds a store file before the daemon opens it.
+pub type PrepareStore = Box<dyn FnOnce(&Path)>;
+
 pub struct DaemonOptions {
     pub amqp_url: String,
     pub extra_sources: String,
@@ -304,7 +307,7 @@ pub struct DaemonOptions {
     /// Extra `[amqp]` keys, e.g. `queue_type = "quorum"`.
     pub amqp: String,
     /// Runs with the store's path before the daemon first starts (to build a large store).
-    pub prepare_store: Option<Box<dyn FnOnce(&Path)>>,
+    pub prepare_store: Option<PrepareStore>,
     /// Broker nodes after `amqp_url` (a cluster): `[amqp] url` becomes the list of them all.
     pub more_amqp_urls: Vec<String>,
     /// Exchange and queue instead of fresh ones, so several instances feed one queue.

@@ -59,7 +59,7 @@ async fn every_request_ends_within_request_timeout() {
     let keep_alive_case = async {
         let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
         let body = sample_event();
-        let sig = payhook::cli::simulate::pingpp_sign(&keys().signing, body.as_bytes());
+        let sig = payhook::testkit::pingpp::sign(&keys().signing, body.as_bytes());
         let req = format!(
             "POST /hooks/pingpp HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-Pingplusplus-Signature: {sig}\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
