@@ -13,7 +13,7 @@ use super::verifiers::pingpp_keys;
 /// normalize and build the event; the body with one byte changed must be refused.
 pub fn pingpp(data: &[u8]) {
     let (key, v) = pingpp_keys();
-    let sig = payhook::cli::simulate::pingpp_sign(key, data);
+    let sig = payhook::testkit::pingpp_sign(key, data);
     let h = headers(&[
         (provider::SIGNATURE_HEADER, &sig),
         ("content-type", "application/json"),
@@ -36,11 +36,11 @@ pub fn pingpp_signature(data: &[u8]) {
     let (body, good) = BODY.get_or_init(|| {
         use base64::Engine;
         use rand::SeedableRng;
-        let body = payhook::cli::simulate::pingpp_event(
+        let body = payhook::testkit::pingpp_event(
             "charge.succeeded",
             &mut rand::rngs::StdRng::seed_from_u64(1),
         );
-        let sig = payhook::cli::simulate::pingpp_sign(key, body.as_bytes());
+        let sig = payhook::testkit::pingpp_sign(key, body.as_bytes());
         let raw = base64::engine::general_purpose::STANDARD
             .decode(sig)
             .expect("own signature is base64");

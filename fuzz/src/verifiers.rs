@@ -12,11 +12,12 @@ pub fn pingpp_keys() -> &'static (rsa::pkcs1v15::SigningKey<sha2::Sha256>, pingp
     static K: OnceLock<(rsa::pkcs1v15::SigningKey<sha2::Sha256>, pingpp::Pingpp)> = OnceLock::new();
     K.get_or_init(|| {
         use rand::SeedableRng;
-        // 512 bits: the smallest key PKCS#1 v1.5 with SHA-256 fits in, so each input can be
-        // signed (about 0.1 ms); the verifier code path is the same as with Ping++'s 2048 bits.
+        // 1024 bits, the smallest key the verifier accepts: small enough to sign every input
+        // (a fraction of a millisecond); the code path is the same as with Ping++'s 2048 bits.
         let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed);
-        let private = rsa::RsaPrivateKey::new(&mut rng, 512).expect("RSA key");
-        let verifier = pingpp::Pingpp::from_keys(vec![private.to_public_key()]);
+        let private = rsa::RsaPrivateKey::new(&mut rng, 1024).expect("RSA key");
+        let verifier = pingpp::Pingpp::from_keys(vec![private.to_public_key()])
+            .expect("a 1024-bit key is accepted");
         (rsa::pkcs1v15::SigningKey::new(private), verifier)
     })
 }
@@ -28,14 +29,16 @@ pub fn pinddpay_verifier(scheme: pinddpay::SignScheme) -> &'static pinddpay::Pin
         pinddpay::SignScheme::SecretOnly => &ONLY,
         _ => &BODY,
     };
-    cell.get_or_init(|| pinddpay::Pinddpay::new(SecretString::new(PINDDPAY_SECRET), scheme, None))
+    cell.get_or_init(|| {
+        pinddpay::Pinddpay::new(vec![SecretString::new(PINDDPAY_SECRET)], scheme, None)
+    })
 }
 
 pub fn pingpong_verifier() -> &'static pingpong::Pingpong {
     static V: OnceLock<pingpong::Pingpong> = OnceLock::new();
     V.get_or_init(|| {
         pingpong::Pingpong::new(
-            SecretString::new(PINGPONG_SALT),
+            vec![SecretString::new(PINGPONG_SALT)],
             None,
             pingpong::DisputeSignScope::All,
         )
@@ -45,6 +48,6 @@ pub fn pingpong_verifier() -> &'static pingpong::Pingpong {
 pub fn wechat_verifier() -> &'static wechat_alarm::WechatAlarm {
     static V: OnceLock<wechat_alarm::WechatAlarm> = OnceLock::new();
     V.get_or_init(|| {
-        wechat_alarm::WechatAlarm::new(WECHAT_APP.into(), SecretString::new(WECHAT_KEY), None)
+        wechat_alarm::WechatAlarm::new(WECHAT_APP.into(), vec![SecretString::new(WECHAT_KEY)], None)
     })
 }

@@ -8,8 +8,8 @@ use super::*;
 use crate::harness::keys;
 
 fn signed_event() -> (String, String) {
-    let ev = payhook::cli::simulate::pingpp_event("charge.succeeded", &mut rand::thread_rng());
-    let sig = payhook::cli::simulate::pingpp_sign(&keys().signing, ev.as_bytes());
+    let ev = payhook::testkit::pingpp_event("charge.succeeded", &mut rand::thread_rng());
+    let sig = payhook::testkit::pingpp_sign(&keys().signing, ev.as_bytes());
     (ev, sig)
 }
 
@@ -44,7 +44,7 @@ pub fn cases() -> Vec<Case> {
     let json = ("Content-Type", "application/json");
     let signature = ("X-Pingplusplus-Signature", sig.as_str());
     let over = vec![b' '; MAX_BODY + 1];
-    let over_sig = payhook::cli::simulate::pingpp_sign(&keys().signing, &over);
+    let over_sig = payhook::testkit::pingpp_sign(&keys().signing, &over);
     let with = |extra: &[&str], body: &[u8]| {
         let mut h = head(&sig);
         h.extend(extra.iter().map(|s| s.to_string()));

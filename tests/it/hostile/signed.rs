@@ -51,7 +51,7 @@ pub const PINGPP: &str = "/hooks/pingpp";
 pub const JSON: (&str, &str) = ("Content-Type", "application/json");
 
 pub fn pingpp_sig(body: &[u8]) -> String {
-    payhook::cli::simulate::pingpp_sign(&keys().signing, body)
+    payhook::testkit::pingpp_sign(&keys().signing, body)
 }
 
 /// Signed correctly, so only the body can be at fault.
@@ -65,7 +65,7 @@ pub fn pingpp_signed(body: impl AsRef<[u8]>) -> Vec<u8> {
 }
 
 pub fn pingpp_event() -> String {
-    payhook::cli::simulate::pingpp_event("charge.succeeded", &mut rand::thread_rng())
+    payhook::testkit::pingpp_event("charge.succeeded", &mut rand::thread_rng())
 }
 
 pub const PINDDPAY: &str = "/hooks/pinddpay";
@@ -77,7 +77,7 @@ pub fn pdd_signed(body: impl AsRef<[u8]>) -> Vec<u8> {
 }
 
 pub fn pdd_event() -> String {
-    payhook::cli::simulate::pinddpay_event("order.paid", PDD_APP, &mut rand::thread_rng())
+    payhook::testkit::pinddpay_event("order.paid", PDD_APP, &mut rand::thread_rng())
 }
 
 pub const PINGPONG: &str = "/hooks/pingpong";
@@ -212,7 +212,7 @@ pub fn signed_webhooks() -> Vec<Signed> {
         dedup_key: id,
     });
 
-    let (ct, body) = payhook::cli::simulate::pingpong_sample(PP_SALT, PP_ACC, "refund", &mut rng);
+    let (ct, body) = payhook::testkit::pingpong_sample(PP_SALT, PP_ACC, "refund", &mut rng);
     let v: serde_json::Value = serde_json::from_str(&body).expect("JSON");
     let biz: serde_json::Value =
         serde_json::from_str(v["bizContent"].as_str().expect("bizContent")).expect("JSON");
