@@ -2,7 +2,7 @@
 //!
 //! Each target gets past the signature, so the fuzzer exercises parsing and normalization and not
 //! just the refusal of a wrong digest: it signs the fuzzed body with a fixed test secret the way
-//! the provider signs it (Ping++ with a 512-bit RSA key, small enough to sign every input), then
+//! the provider signs it (Ping++ with a 1024-bit RSA key, small enough to sign every input), then
 //! checks invariants, not just "no panic":
 //!
 //! - a correctly signed body is accepted or refused as malformed (400), never as forged (401);

@@ -1,4 +1,4 @@
-//! Ping++: the whole path with a 512-bit test key, and the signature header alone.
+//! Ping++: the whole path with a 1024-bit test key, and the signature header alone.
 
 use std::sync::OnceLock;
 

@@ -34,6 +34,9 @@ pub const UNSUPPORTED: &str = "unsupported_media_type";
 pub const TIMEOUT: u16 = 408;
 pub const REQUEST_TIMEOUT: &str = "request_timeout";
 pub const MIB: usize = 1024 * 1024;
+/// A refusal the HTTP parser writes itself, before any handler, with an empty body instead of
+/// the JSON error (README, "Status codes"): only the status is checked.
+pub const BY_PARSER: &str = "";
 
 /// The body limit and deadline of the catalogue's daemon: room for 1 MiB keys, and a short
 /// deadline so the cases that must time out finish soon.
