@@ -61,6 +61,12 @@ pub fn cases() -> Vec<Case> {
             pdd_signed(ev.replacen("\"eventId\":", "\"eventId\":1e400,\"x\":", 1)),
         ),
         case(
+            "pinddpay number 7e975 in an unmapped member, signed",
+            BAD,
+            MALFORMED,
+            pdd_signed(ev.replacen('{', "{\"pad\":7e975,", 1)),
+        ),
+        case(
             "pinddpay eventId null, signed",
             BAD,
             MALFORMED,

@@ -51,6 +51,14 @@ pub fn cases() -> Vec<Case> {
             MALFORMED,
             pingpp_signed(&huge),
         ),
+        // Found by fuzzing: the body is the payload, byte for byte; consumers must be able to
+        // read every number in it.
+        case(
+            "pingpp number 7e975 in an unmapped member, signed",
+            BAD,
+            MALFORMED,
+            pingpp_signed(ev.replacen('{', "{\"pad\":7e975,", 1)),
+        ),
         case(
             "pingpp JSON array, signed",
             BAD,
