@@ -119,6 +119,51 @@ pub fn raw(lines: &[&str], body: impl AsRef<[u8]>) -> Vec<u8> {
     out
 }
 
+/// Webhooks signed correctly but with a signed event time past `max_event_age`: replays from
+/// beyond the dedup window (SPEC §6.3), 401 for every provider that signs a time.
+fn replays() -> Vec<Case> {
+    use signed::*;
+    let old = too_old();
+    let mut ev: serde_json::Value = serde_json::from_str(&pingpp_event()).expect("sample is JSON");
+    ev["created"] = old.into();
+    let mut pdd: serde_json::Value = serde_json::from_str(&pdd_event()).expect("sample is JSON");
+    pdd["eventAt"] = time::OffsetDateTime::from_unix_timestamp(old)
+        .expect("a time")
+        .format(time::macros::format_description!(
+            "[year]-[month]-[day] [hour]:[minute]:[second]"
+        ))
+        .expect("formats")
+        .into();
+    let biz = pp_biz_at("RECHARGE", old);
+    let (alarm, _) = wx_alarm_at(WX_APP, WX_KEY, "1001", old);
+    vec![
+        case(
+            "pingpp created 3 days ago, window 2 days",
+            FORGED,
+            INVALID_SIGNATURE,
+            pingpp_signed(ev.to_string()),
+        ),
+        case(
+            "pinddpay eventAt 3 days ago, window 2 days",
+            FORGED,
+            INVALID_SIGNATURE,
+            pdd_signed(pdd.to_string()),
+        ),
+        case(
+            "pingpong transactionTime 3 days ago, window 2 days",
+            FORGED,
+            INVALID_SIGNATURE,
+            post(PINGPONG, &[JSON], pp_json(&v4_fields(&biz, &[]))),
+        ),
+        case(
+            "wechat TimeStamp 3 days ago, window 2 days",
+            FORGED,
+            INVALID_SIGNATURE,
+            wx_post(&alarm),
+        ),
+    ]
+}
+
 /// What came back on the socket.
 #[derive(Debug)]
 struct Answer {
@@ -227,10 +272,12 @@ async fn exchange(port: u16, request: Vec<u8>, pace: Pace) -> Answer {
     answer
 }
 
-/// The catalogue's daemon: all four providers, a 2 MiB body limit and a 3 s request deadline.
+/// The catalogue's daemon: all four providers, a 2 MiB body limit, a 3 s request deadline and a
+/// replay window of two days.
 fn start_daemon(broker: &Broker) -> Daemon {
     let mut opts = DaemonOptions::new(&broker.url());
     opts.extra_sources = signed::sources();
+    opts.server = format!("max_event_age = \"{}\"", signed::MAX_EVENT_AGE);
     let mut daemon = Daemon::start(opts);
     let text = std::fs::read_to_string(&daemon.config).expect("read config");
     let tuned = text
@@ -310,6 +357,7 @@ async fn hostile_requests_get_their_documented_status_and_publish_nothing() {
     cases.extend(pingpong::cases());
     cases.extend(wechat::cases());
     cases.extend(http::cases());
+    cases.extend(replays());
     let names: HashSet<&str> = cases.iter().map(|c| c.name).collect();
     assert_eq!(names.len(), cases.len(), "case names are unique");
     assert!(cases.len() >= 60, "{} cases", cases.len());

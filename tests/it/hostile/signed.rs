@@ -47,6 +47,12 @@ pub fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
+/// The catalogue daemon's replay window (`[server] max_event_age`), and a signed time past it.
+pub const MAX_EVENT_AGE: &str = "2d";
+pub fn too_old() -> i64 {
+    now() - 3 * 86_400
+}
+
 pub const PINGPP: &str = "/hooks/pingpp";
 pub const JSON: (&str, &str) = ("Content-Type", "application/json");
 
@@ -112,10 +118,15 @@ pub fn pp_form(fields: &[(&str, &str)]) -> String {
 }
 
 pub fn pp_biz(notify: &str) -> String {
+    pp_biz_at(notify, now())
+}
+
+/// A V4 `bizContent` whose signed transaction time is `at` (unix seconds).
+pub fn pp_biz_at(notify: &str, at: i64) -> String {
     serde_json::json!({
         "amount": "10.000000", "currency": "USD", "merchantTransactionId": "PMT-1",
         "transactionId": "2023001", "notifyType": notify, "status": "SUCCESS",
-        "transactionTime": (now() * 1000).to_string(),
+        "transactionTime": (at * 1000).to_string(),
     })
     .to_string()
 }
@@ -141,7 +152,12 @@ pub fn wx_post(body: impl AsRef<[u8]>) -> Vec<u8> {
 
 /// A signed alarm with plain-text values (no CDATA), for cases that edit its text.
 pub fn wx_alarm(app: &str, key: &str, error_type: &str) -> (String, String) {
-    let ts = now().to_string();
+    wx_alarm_at(app, key, error_type, now())
+}
+
+/// The same with the signed `TimeStamp` `at`.
+pub fn wx_alarm_at(app: &str, key: &str, error_type: &str, at: i64) -> (String, String) {
+    let ts = at.to_string();
     let sig = wechat_alarm::v2_signature(&[
         ("appid", app),
         ("errortype", error_type),
