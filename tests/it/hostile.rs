@@ -389,8 +389,12 @@ async fn hostile_requests_get_their_documented_status_and_publish_nothing() {
             code.as_deref().unwrap_or("<no JSON error>"),
             a.elapsed.as_secs_f64()
         );
+        let message: String = serde_json::from_str::<serde_json::Value>(&a.body)
+            .ok()
+            .and_then(|v| v["message"].as_str().map(|m| m.chars().take(60).collect()))
+            .unwrap_or_default();
         table.push_str(&format!(
-            "  {} {:<44} want {} {:<24} got {}\n",
+            "  {} {:<44} want {} {:<24} got {} {message:?}\n",
             if ok { "ok  " } else { "FAIL" },
             c.name,
             c.status,
