@@ -1,9 +1,12 @@
 //! `payhook simulate`: sends correctly signed sample webhooks the way the provider would, and
-//! prints what came back. It is both the operator's smoke test and the load generator.
+//! prints what came back. It is both the operator's smoke test and the load generator: every
+//! sample is signed before the clock starts (in parallel on every core), so the rate and the
+//! latencies it prints are the daemon's, not the signer's.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -12,7 +15,6 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use rand::Rng;
-use tokio::sync::Mutex;
 
 use super::{ConfigArg, Failure, load_config};
 use crate::providers::ProviderConfig;
@@ -34,7 +36,8 @@ pub struct SimulateArgs {
     count: u64,
     #[arg(long, default_value_t = 1)]
     concurrency: usize,
-    /// Requests per second across all workers (default: as fast as possible)
+    /// Requests per second across all workers (default: as fast as possible); latency then
+    /// counts from each request's due time
     #[arg(long, value_parser = parse_rate)]
     rate: Option<f64>,
     /// Percentage of requests that resend an earlier webhook, as providers' retries do
@@ -70,6 +73,52 @@ fn load_private_key(path: &PathBuf) -> Result<rsa::RsaPrivateKey, Failure> {
 struct Report {
     statuses: BTreeMap<String, u64>,
     latencies: Vec<Duration>,
+}
+
+/// Every request of the run, signed before the clock starts: `order[i]` is the sample that
+/// request `i` sends (an earlier one again for `--duplicates`).
+struct Prepared {
+    samples: Vec<Sample>,
+    order: Vec<usize>,
+}
+
+/// Signs the distinct samples on every core. Ping++ RSA signatures cost about a millisecond
+/// each; made one at a time on the request path they were what a load test measured, not the
+/// daemon. Memory: about one KiB per sample.
+fn prepare(signer: &Signer, event_type: Option<&str>, count: u64, duplicates: f64) -> Prepared {
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::from_entropy();
+    let mut order = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
+    let mut distinct = 0usize;
+    for _ in 0..count {
+        if distinct > 0 && rng.gen_range(0.0..100.0) < duplicates {
+            order.push(rng.gen_range(0..distinct));
+        } else {
+            order.push(distinct);
+            distinct += 1;
+        }
+    }
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(distinct.max(1));
+    let per = distinct.div_ceil(threads);
+    let samples = std::thread::scope(|s| {
+        let parts: Vec<_> = (0..threads)
+            .map(|t| {
+                let n = per.min(distinct.saturating_sub(t * per));
+                s.spawn(move || {
+                    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::from_entropy();
+                    (0..n)
+                        .map(|_| signer.sample(event_type, &mut rng))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|p| p.join().unwrap_or_default())
+            .collect::<Vec<_>>()
+    });
+    Prepared { samples, order }
 }
 
 pub fn run(a: SimulateArgs) -> Result<(), Failure> {
@@ -131,17 +180,16 @@ pub fn run(a: SimulateArgs) -> Result<(), Failure> {
     let uri: hyper::Uri = url
         .parse()
         .map_err(|e| Failure::usage(format!("--to {url:?}: {e}")))?;
+    let prepared = prepare(&signer, a.event_type.as_deref(), a.count, a.duplicates);
     let rt = super::runtime()?;
+    // The clock starts here, with every sample signed.
     let started = Instant::now();
     let report = rt.block_on(send_all(
-        a.count,
+        Arc::new(prepared),
         a.concurrency.max(1),
         a.rate,
-        a.duplicates,
         uri,
-        signer,
-        a.event_type,
-    ))?;
+    ));
     print_summary(&report, a.count, started.elapsed());
     let failed: u64 = report
         .statuses
@@ -157,59 +205,43 @@ pub fn run(a: SimulateArgs) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Sends the prepared requests over `concurrency` workers. With `rate`, request `i` is due at
+/// `start + i / rate` and its latency counts from that due time, so a daemon that stalls shows
+/// in the percentiles rather than silently slowing the sender (no coordinated omission). The
+/// timer fires up to a millisecond late, so a worker wakes a millisecond early and counts from
+/// the due time or the actual send, whichever is earlier.
 async fn send_all(
-    count: u64,
+    prepared: Arc<Prepared>,
     concurrency: usize,
     rate: Option<f64>,
-    duplicates: f64,
     uri: hyper::Uri,
-    signer: Signer,
-    event_type: Option<String>,
-) -> Result<Report, Failure> {
+) -> Report {
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new())
         .pool_max_idle_per_host(concurrency)
         .build_http();
-    // Jobs are made by one producer that also paces the rate; workers only send.
-    let (tx, rx) = tokio::sync::mpsc::channel::<Sample>(concurrency * 2);
-    let producer = tokio::spawn(async move {
-        let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::from_entropy();
-        let mut sent: Vec<Sample> = Vec::new();
-        let mut ticker = rate.map(|r| tokio::time::interval(Duration::from_secs_f64(1.0 / r)));
-        for _ in 0..count {
-            if let Some(t) = ticker.as_mut() {
-                t.tick().await;
-            }
-            let dup = !sent.is_empty() && rng.gen_range(0.0..100.0) < duplicates;
-            let s = if dup {
-                sent[rng.gen_range(0..sent.len())].clone()
-            } else {
-                let s = signer.sample(event_type.as_deref(), &mut rng);
-                if sent.len() < 10_000 {
-                    sent.push(s.clone());
-                }
-                s
-            };
-            if tx.send(s).await.is_err() {
-                break;
-            }
-        }
-    });
-    let rx = Arc::new(Mutex::new(rx));
-    let report = Arc::new(std::sync::Mutex::new(Report {
-        statuses: BTreeMap::new(),
-        latencies: Vec::new(),
-    }));
-    let mut workers = Vec::new();
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let interval = rate.map(|r| Duration::from_secs_f64(1.0 / r));
+    let mut workers = Vec::with_capacity(concurrency);
     for _ in 0..concurrency {
-        let rx = rx.clone();
-        let client = client.clone();
-        let uri = uri.clone();
-        let report = report.clone();
+        let (client, uri, next, prepared) =
+            (client.clone(), uri.clone(), next.clone(), prepared.clone());
         workers.push(tokio::spawn(async move {
+            let mut mine = Report {
+                statuses: BTreeMap::new(),
+                latencies: Vec::new(),
+            };
             loop {
-                let Some(sample) = rx.lock().await.recv().await else {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(sample) = prepared.order.get(i).and_then(|&s| prepared.samples.get(s))
+                else {
                     break;
                 };
+                let due = interval.map(|iv| start + iv.mul_f64(i as f64));
+                if let Some(due) = due {
+                    let wake = due.checked_sub(Duration::from_millis(1)).unwrap_or(due);
+                    tokio::time::sleep_until(wake.into()).await;
+                }
                 let mut req =
                     hyper::Request::post(uri.clone()).header("content-type", sample.content_type);
                 for (k, v) in &sample.headers {
@@ -218,7 +250,8 @@ async fn send_all(
                 let Ok(req) = req.body(Full::new(sample.body.clone())) else {
                     break;
                 };
-                let t = Instant::now();
+                let now = Instant::now();
+                let from = due.map_or(now, |d| d.min(now));
                 let status = match client.request(req).await {
                     Ok(resp) => {
                         let s = resp.status().as_u16().to_string();
@@ -227,24 +260,25 @@ async fn send_all(
                     }
                     Err(e) => format!("error: {e}"),
                 };
-                let mut r = report.lock().unwrap_or_else(|p| p.into_inner());
-                r.latencies.push(t.elapsed());
-                *r.statuses.entry(status).or_default() += 1;
+                mine.latencies.push(from.elapsed());
+                *mine.statuses.entry(status).or_default() += 1;
             }
+            mine
         }));
     }
-    let _ = producer.await;
+    let mut report = Report {
+        statuses: BTreeMap::new(),
+        latencies: Vec::with_capacity(prepared.order.len()),
+    };
     for w in workers {
-        let _ = w.await;
+        if let Ok(mine) = w.await {
+            report.latencies.extend(mine.latencies);
+            for (k, v) in mine.statuses {
+                *report.statuses.entry(k).or_default() += v;
+            }
+        }
     }
-    let r = std::mem::replace(
-        &mut *report.lock().unwrap_or_else(|p| p.into_inner()),
-        Report {
-            statuses: BTreeMap::new(),
-            latencies: Vec::new(),
-        },
-    );
-    Ok(r)
+    report
 }
 
 fn print_summary(r: &Report, count: u64, elapsed: Duration) {

@@ -3,12 +3,15 @@
 //!
 //! - retention deletes published events through `events_retention`, an index holding only
 //!   published rows by receive time, so each chunk finds exactly what it deletes; chunks are
-//!   sized to take a few milliseconds each and run between the writer's intake commits;
-//! - WAL checkpoints run on a thread of their own with a connection of their own (passive: they
-//!   never take the write lock, so they neither wait for intake nor make it wait), and
-//!   `journal_size_limit` truncates the WAL after each reset;
-//! - the CLI's `purge` uses the same chunks, pausing between them so the daemon's writer gets
-//!   the lock in between.
+//!   sized to take about 3 ms each, run between the writer's intake commits, and paced to 5,000
+//!   rows a second so a catch-up over millions of rows never floods the disk;
+//! - WAL checkpoints run on a thread of their own with a connection of their own: passive
+//!   passes do the copying without the write lock, and the writer's own automatic checkpoint
+//!   finishes the last frames so the WAL is reset even under a steady stream of commits (see
+//!   [`spawn_checkpointer`]);
+//!   `journal_size_limit` truncates the WAL file after a reset;
+//! - the CLI's `purge` uses the same chunks at the same pace, so the daemon's writer gets the
+//!   lock in between.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -41,7 +44,7 @@ pub struct Chunker {
 }
 
 impl Chunker {
-    const TARGET: Duration = Duration::from_millis(4);
+    const TARGET: Duration = Duration::from_millis(3);
     const MIN: usize = 16;
     const MAX: usize = 4096;
 
@@ -68,10 +71,18 @@ impl Default for Chunker {
     }
 }
 
-/// The retention schedule the writer runs: every `period`, chunks until nothing is left.
+/// Deleted rows per second at most while retention catches up. Each deleted row costs about
+/// one page of WAL (its entry in the id index sits on a random page), and the WAL and its
+/// checkpoints share the disk with intake's fsyncs: a purge of millions of rows takes minutes
+/// rather than flooding the disk for seconds.
+const RETENTION_ROWS_PER_SECOND: u32 = 5000;
+
+/// The retention schedule the writer runs: every `period`, chunks until nothing is left, paced
+/// to [`RETENTION_ROWS_PER_SECOND`].
 pub struct Retention {
     retention: Duration,
     period: Duration,
+    /// When the next chunk may run (the next run's start when none is under way).
     next: Instant,
     active: bool,
     chunker: Chunker,
@@ -95,15 +106,16 @@ impl Retention {
 
     /// Whether a chunk should run now.
     pub fn due(&mut self) -> bool {
-        if !self.active && Instant::now() >= self.next {
-            self.active = true;
+        if Instant::now() < self.next {
+            return false;
         }
-        self.active
+        self.active = true;
+        true
     }
 
-    /// When the next run starts (for the writer's idle wait).
-    pub fn next_run(&self) -> Option<Instant> {
-        (!self.active).then_some(self.next)
+    /// When the writer should wake for the next chunk.
+    pub fn next_step(&self) -> Instant {
+        self.next
     }
 
     /// One chunk in its own transaction. The caller decides the sync level.
@@ -124,13 +136,16 @@ impl Retention {
                 tracing::info!(purged = self.purged, "retention: purged published events");
             }
             self.purged = 0;
+        } else {
+            let pace = Duration::from_secs_f64(n as f64 / f64::from(RETENTION_ROWS_PER_SECOND));
+            self.next = started + pace;
         }
         Ok(())
     }
 }
 
-/// `payhook purge`: chunks in their own short transactions, pausing as long as each took so a
-/// running daemon's writer gets the lock between them.
+/// `payhook purge`: the same chunks in their own short transactions, at the same pace, so a
+/// running daemon's writer gets the lock between them and the disk is not flooded.
 pub fn purge_all(conn: &mut Connection, cutoff_ms: i64) -> rusqlite::Result<u64> {
     let mut chunker = Chunker::new();
     let mut total = 0u64;
@@ -140,22 +155,32 @@ pub fn purge_all(conn: &mut Connection, cutoff_ms: i64) -> rusqlite::Result<u64>
         let tx = conn.transaction()?;
         let n = purge_chunk(&tx, cutoff_ms, size)?;
         tx.commit()?;
-        let took = started.elapsed();
-        chunker.took(took);
+        chunker.took(started.elapsed());
         total += n as u64;
         if n < size {
             return Ok(total);
         }
-        std::thread::sleep(took.max(Duration::from_millis(2)));
+        let pace = Duration::from_secs_f64(n as f64 / f64::from(RETENTION_ROWS_PER_SECOND));
+        std::thread::sleep(pace.saturating_sub(started.elapsed()));
     }
 }
 
 /// How often the checkpointer copies the WAL back into the database file.
-const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+/// The writer finishes a checkpoint itself once the WAL holds this many pages (32 MiB).
+pub const WRITER_CHECKPOINT_PAGES: i64 = 8192;
 /// A WAL this large means checkpoints cannot keep up (a reader holds an old snapshot): warn.
 const WAL_WARN_PAGES: i64 = 256 * 1024;
 
 /// Passive checkpoints on a thread and connection of their own, until `stop` is set.
+///
+/// A passive checkpoint copies the WAL into the database file without taking the write lock,
+/// so it neither waits for intake nor makes it wait. Under a steady stream of commits it never
+/// finishes on its own (new frames arrive while it copies), so the WAL would never be reset and
+/// would grow without bound (it reached gigabytes while retention purged millions of rows). The
+/// writer therefore keeps SQLite's automatic checkpoint at [`WRITER_CHECKPOINT_PAGES`]: when it
+/// runs, between two commits, it finds nearly everything already copied by this thread and only
+/// copies the last frames and syncs, then the next commit starts the WAL from its beginning.
 pub fn spawn_checkpointer(
     path: &Path,
     sync: Synchronous,

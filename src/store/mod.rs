@@ -122,8 +122,12 @@ impl Store {
         let sync = settings.synchronous;
         let mut conn = schema::open(path, sync)?;
         schema::migrate(&mut conn)?;
-        // Checkpoints run on their own thread (below), never inside an intake commit.
-        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        // Checkpoints run on their own thread (below); the writer only finishes them, rarely.
+        conn.pragma_update(
+            None,
+            "wal_autocheckpoint",
+            maintenance::WRITER_CHECKPOINT_PAGES,
+        )?;
         let reader = schema::open(path, sync)?;
         let backlog = queries::count_pending(&reader)?;
         let state = Arc::new(StoreState {

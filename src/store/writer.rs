@@ -27,8 +27,6 @@ const MAX_BATCH: usize = 1024;
 const RECORD_DELAY: Duration = Duration::from_millis(5);
 /// The writer wakes at least this often (heartbeat, probes, external changes).
 const IDLE_WAKE: Duration = Duration::from_secs(1);
-/// While intake is busy, retention gets one chunk per this much time.
-const RETENTION_SHARE: Duration = Duration::from_millis(20);
 
 pub(super) struct Writer {
     conn: Connection,
@@ -38,7 +36,6 @@ pub(super) struct Writer {
     records: Arc<Records>,
     sync: Synchronous,
     retention: Option<Retention>,
-    last_retention_step: Instant,
     data_version: Option<i64>,
     last_version_check: Instant,
     stop: Arc<AtomicBool>,
@@ -75,7 +72,6 @@ impl Writer {
             records,
             sync: settings.synchronous,
             retention: settings.retention.map(Retention::new),
-            last_retention_step: Instant::now(),
             data_version,
             last_version_check: Instant::now(),
             stop,
@@ -144,11 +140,8 @@ impl Writer {
         if let Some(t) = self.records.waiting_since() {
             until = until.min(t + RECORD_DELAY);
         }
-        if let Some(r) = &mut self.retention {
-            match r.next_run() {
-                Some(t) => until = until.min(t),
-                None => until = now, // a purge is under way: one chunk per wake
-            }
+        if let Some(r) = &self.retention {
+            until = until.min(r.next_step());
         }
         if until <= now {
             return match self.rx.try_recv() {
@@ -235,12 +228,9 @@ impl Writer {
                 return;
             }
         }
-        let busy = !self.rx.is_empty();
         if let Some(r) = &mut self.retention
             && r.due()
-            && (!busy || self.last_retention_step.elapsed() >= RETENTION_SHARE)
         {
-            self.last_retention_step = Instant::now();
             let relaxed = self.sync == Synchronous::Full;
             if relaxed {
                 let _ = self.conn.pragma_update(None, "synchronous", "NORMAL");
