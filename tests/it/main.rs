@@ -3,7 +3,9 @@
 mod cluster;
 mod cluster_harness;
 mod cluster_load;
+mod fuzz_corpus;
 mod harness;
+mod hostile;
 mod http;
 mod intake;
 mod maintenance;
