@@ -12,7 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING};
 use hyper::{HeaderMap, Method, Request, Response, StatusCode};
 use ipnet::IpNet;
 use tokio::time::Instant;
@@ -151,6 +151,12 @@ impl Intake {
                 self.settings.max_backlog
             )));
         }
+        if ctx.both_lengths() {
+            return Err(Rejection::Malformed(
+                "both Content-Length and Transfer-Encoding".into(),
+            ));
+        }
+        check_framing(req.headers())?;
         let max = self.settings.max_body_bytes;
         if let Some(len) = req.headers().get(CONTENT_LENGTH) {
             match len.to_str().ok().and_then(|s| s.trim().parse::<u64>().ok()) {
@@ -281,6 +287,34 @@ fn outside_window(
         .ok()
         .and_then(|age| now.checked_sub(age));
     cutoff.is_some_and(|cutoff| signed < cutoff)
+}
+
+/// Refuses what HTTP lets two parsers read differently (request smuggling through a proxy): a
+/// transfer coding other than plain `chunked`, and repeated `Content-Length` or `Content-Type`
+/// headers (both `Content-Length` and `Transfer-Encoding`: see [`Ctx::both_lengths`]). hyper
+/// accepts some of these; nginx refuses them; payhook refuses them too.
+fn check_framing(headers: &HeaderMap) -> Result<(), Rejection> {
+    let count = |name| headers.get_all(name).iter().count();
+    if count(TRANSFER_ENCODING) > 1
+        || headers
+            .get(TRANSFER_ENCODING)
+            .is_some_and(|v| !v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"chunked"))
+    {
+        return Err(Rejection::Malformed(
+            "only Transfer-Encoding: chunked is accepted".into(),
+        ));
+    }
+    if count(CONTENT_LENGTH) > 1 {
+        return Err(Rejection::Malformed(
+            "several Content-Length headers".into(),
+        ));
+    }
+    if count(CONTENT_TYPE) > 1 {
+        return Err(Rejection::UnsupportedMediaType(
+            "several Content-Type headers".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// The client's address: the peer, or, when the peer is a trusted proxy, the right-most

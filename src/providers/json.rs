@@ -308,22 +308,63 @@ pub fn utf8_body(body: &[u8]) -> Result<&str, ProviderError> {
 }
 
 /// Checks what a successful serde_json parse does not guarantee for a body that goes into the
-/// CloudEvent byte for byte: every `\u` escape of a UTF-16 surrogate is part of a proper pair
-/// (serde_json skips unread strings without decoding them). `text` must already have parsed as
-/// JSON, so every backslash is inside a string and starts a well-formed escape.
-pub fn check_escapes(text: &str) -> Result<(), ProviderError> {
+/// CloudEvent byte for byte, since serde_json skips the members a provider does not map without
+/// decoding them:
+///
+/// - every `\u` escape of a UTF-16 surrogate is part of a proper pair;
+/// - every number is finite as a double: `{"pad":7e975}` parses when skipped, but the CloudEvent
+///   holding it would then be refused by serde_json and most consumers' parsers (a poison
+///   message on the queue; found by fuzzing).
+///
+/// `text` must already have parsed as JSON, so every backslash is inside a string and starts a
+/// well-formed escape, and every number token is well formed.
+pub fn check_raw(text: &str) -> Result<(), ProviderError> {
     let b = text.as_bytes();
+    let mut i = 0;
+    while let Some(&c) = b.get(i) {
+        match c {
+            b'"' => i = skip_string(b, i + 1)?,
+            b'-' | b'0'..=b'9' => {
+                let start = i;
+                while b
+                    .get(i)
+                    .is_some_and(|c| matches!(c, b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9'))
+                {
+                    i += 1;
+                }
+                let finite = text
+                    .get(start..i)
+                    .and_then(|t| t.parse::<f64>().ok())
+                    .is_some_and(f64::is_finite);
+                if !finite {
+                    return Err(ProviderError::Malformed(
+                        "body holds a number out of the range of a double".into(),
+                    ));
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    Ok(())
+}
+
+/// From just after a string's opening quote to just after its closing one, checking the
+/// surrogate escapes on the way.
+fn skip_string(b: &[u8], mut i: usize) -> Result<usize, ProviderError> {
     let bad = || ProviderError::Malformed("body holds an unpaired UTF-16 surrogate escape".into());
     let unit = |at: usize| -> Option<u16> {
         let hex = b.get(at..at + 4)?;
         u16::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()
     };
-    let mut i = 0;
-    while let Some(off) = b
-        .get(i..)
-        .and_then(|rest| rest.iter().position(|&c| c == b'\\'))
-    {
+    loop {
+        let off = b
+            .get(i..)
+            .and_then(|rest| rest.iter().position(|&c| c == b'\\' || c == b'"'))
+            .ok_or_else(|| ProviderError::Malformed("unterminated string".into()))?;
         let at = i + off;
+        if b.get(at) == Some(&b'"') {
+            return Ok(at + 1);
+        }
         match b.get(at + 1) {
             Some(b'u') => {
                 let u = unit(at + 2).ok_or_else(bad)?;
@@ -343,7 +384,6 @@ pub fn check_escapes(text: &str) -> Result<(), ProviderError> {
             _ => i = at + 2,
         }
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -416,7 +456,7 @@ mod tests {
             r#""\u00e9\n\"\\""#,
             r#""\uD83D\uDE00x\u0041""#,
         ] {
-            check_escapes(ok).unwrap();
+            check_raw(ok).unwrap();
         }
         for bad in [
             r#""\ud800""#,
@@ -424,7 +464,20 @@ mod tests {
             r#""\ud800\u0041""#,
             r#""\ud800x""#,
         ] {
-            assert!(check_escapes(bad).is_err(), "{bad}");
+            assert!(check_raw(bad).is_err(), "{bad}");
+        }
+        for ok in [
+            r#"{"a":[1,-2.5e300,0,1E-400],"s":"1e999"}"#,
+            r#"{"n":-0.0}"#,
+        ] {
+            check_raw(ok).unwrap();
+        }
+        for bad in [
+            r#"{"pad":7e975}"#,
+            r#"[1,-1e309]"#,
+            &format!("[{}]", "9".repeat(400)),
+        ] {
+            assert!(check_raw(bad).is_err(), "{bad}");
         }
     }
 

@@ -81,6 +81,27 @@ impl ProviderConfig {
 }
 
 /// SHA-256 of `data`: the content hash of [`Normalized`] is this over the signed content.
+/// The one signature header of a request, as ASCII text without surrounding ASCII whitespace.
+/// Missing, repeated (which of two signatures would count?) or not ASCII: 401.
+pub fn signature_header<'a>(
+    headers: &'a hyper::HeaderMap,
+    name: &'static str,
+) -> Result<&'a str, ProviderError> {
+    let mut all = headers.get_all(name).iter();
+    let value = all
+        .next()
+        .ok_or_else(|| ProviderError::Unauthorized(format!("missing {name} header")))?;
+    if all.next().is_some() {
+        return Err(ProviderError::Unauthorized(format!(
+            "several {name} headers"
+        )));
+    }
+    value
+        .to_str()
+        .map(str::trim_ascii)
+        .map_err(|_| ProviderError::Unauthorized(format!("{name} is not ASCII")))
+}
+
 pub fn sha256(data: &[u8]) -> [u8; 32] {
     Sha256::digest(data).into()
 }

@@ -151,10 +151,11 @@ impl Store {
         let (durability, syncer) = match sync {
             Synchronous::Normal => (syncer::Durability::AtCommit, None),
             Synchronous::Full => {
-                let (tx, handle) = syncer::spawn(path, state.clone(), feed.clone()).map_err(|e| {
-                    stop.store(true, Ordering::Relaxed);
-                    StoreError::Unavailable(format!("cannot start the sync thread: {e}"))
-                })?;
+                let (tx, handle) =
+                    syncer::spawn(path, state.clone(), feed.clone()).map_err(|e| {
+                        stop.store(true, Ordering::Relaxed);
+                        StoreError::Unavailable(format!("cannot start the sync thread: {e}"))
+                    })?;
                 (syncer::Durability::Syncer(tx), Some(handle))
             }
         };

@@ -181,11 +181,12 @@ impl Writer {
             Ok(done) => {
                 self.state.writable.store(true, Ordering::Relaxed);
                 self.records.committed(&published);
-                let _ = self.state.backlog.fetch_update(
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                    |b| Some(b.saturating_sub(done.marked)),
-                );
+                let _ =
+                    self.state
+                        .backlog
+                        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+                            Some(b.saturating_sub(done.marked))
+                        });
                 if batch.is_empty() {
                     // The relay's records alone: nobody waits for them to reach the disk
                     // (at-least-once tolerates a lost mark; the next synced commit persists it).

@@ -21,7 +21,7 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::json::{Obj, Scalar, check_escapes, json_error, utf8_body};
+use super::json::{Obj, Scalar, check_raw, json_error, utf8_body};
 use super::{Inbound, ProviderError, Verifier, any_secret, hex_digest_eq, sha256};
 use crate::event::{Category, Money, Normalized, Outcome, Payload};
 use crate::secret::{SecretList, SecretString};
@@ -124,13 +124,7 @@ impl Pinddpay {
 
     fn check_signature(&self, req: &Inbound<'_>) -> Result<(), ProviderError> {
         let unauthorized = |m: &str| ProviderError::Unauthorized(m.to_string());
-        let header = req
-            .headers
-            .get(SIGNATURE_HEADER)
-            .ok_or_else(|| unauthorized("missing sign-token header"))?
-            .to_str()
-            .map_err(|_| unauthorized("sign-token is not ASCII"))?
-            .trim_ascii();
+        let header = super::signature_header(req.headers, SIGNATURE_HEADER)?;
         if header.len() != 32 || !header.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(unauthorized("sign-token is not 32 hex digits"));
         }
@@ -255,7 +249,7 @@ fn normalize(body: &[u8], signed: bool, app_id: Option<&str>) -> Result<Normaliz
     let Obj(event) = serde_json::from_str::<Obj<Event<'_>>>(text)
         .map_err(|e| json_error("body is not valid JSON", &e))?;
     let event = event.ok_or_else(|| malformed("Pinddpay event must be a JSON object"))?;
-    check_escapes(text)?;
+    check_raw(text)?;
     let id = match &event.event_id {
         Scalar::Str(s) if !s.trim().is_empty() => s.to_string(),
         Scalar::I64(_) | Scalar::U64(_) => event.event_id.text().unwrap_or_default(),

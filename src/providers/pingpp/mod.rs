@@ -20,7 +20,7 @@ use rsa::traits::PublicKeyParts;
 use serde::Deserialize;
 use time::OffsetDateTime;
 
-use super::json::{Obj, Scalar, check_escapes, json_error, utf8_body};
+use super::json::{Obj, Scalar, check_raw, json_error, utf8_body};
 use super::{Inbound, ProviderError, Verifier, hash_key, sha256};
 use crate::event::{Category, Money, Normalized, Outcome, Payload};
 
@@ -108,14 +108,7 @@ impl Pingpp {
 
     fn check_signature(&self, req: &Inbound<'_>) -> Result<(), ProviderError> {
         let unauthorized = |m: &str| ProviderError::Unauthorized(m.to_string());
-        let header = req
-            .headers
-            .get(SIGNATURE_HEADER)
-            .ok_or_else(|| unauthorized("missing X-Pingplusplus-Signature header"))?;
-        let header = header
-            .to_str()
-            .map_err(|_| unauthorized("X-Pingplusplus-Signature is not ASCII"))?
-            .trim_ascii();
+        let header = super::signature_header(req.headers, SIGNATURE_HEADER)?;
         if header.is_empty() {
             return Err(unauthorized("empty X-Pingplusplus-Signature header"));
         }
@@ -198,7 +191,7 @@ pub fn normalize(body: &[u8]) -> Result<Normalized, ProviderError> {
         .map_err(|e| json_error("body is not valid JSON", &e))?;
     let event = event
         .ok_or_else(|| ProviderError::Malformed("Ping++ event must be a JSON object".into()))?;
-    check_escapes(text)?;
+    check_raw(text)?;
     let event_type = event
         .event_type
         .as_str()

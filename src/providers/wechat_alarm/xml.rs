@@ -22,9 +22,20 @@ fn name_of(e: &BytesStart<'_>) -> Result<String, String> {
         let name = String::from_utf8_lossy(e.name().as_ref()).into_owned();
         return Err(format!("element <{}> has attributes", Quoted(&name)));
     }
-    std::str::from_utf8(e.name().as_ref())
-        .map(str::to_string)
-        .map_err(|_| "element name is not UTF-8".to_string())
+    let qname = e.name();
+    let name =
+        std::str::from_utf8(qname.as_ref()).map_err(|_| "element name is not UTF-8".to_string())?;
+    // An XML Name, in the ASCII that WeChat's element names use (quick-xml itself lets an empty
+    // name or control characters through).
+    let mut bytes = name.bytes();
+    let valid = bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    if !valid {
+        return Err(format!("{} is not an element name", Quoted(name)));
+    }
+    Ok(name.to_string())
 }
 
 /// Trims XML whitespace (space, tab, CR, LF) from both ends; other Unicode spaces are content.
