@@ -27,9 +27,9 @@ use crate::store::feed::ScanEnd;
 use crate::store::{Failure, PendingEvent, Store, queries};
 
 /// Events held in memory ahead of the window (the feed holds as much again).
-const READY_BYTES: usize = 8 * 1024 * 1024;
+const READY_BYTES: usize = 4 * 1024 * 1024;
 /// Unconfirmed message bytes at most (besides `max_in_flight`), so large bodies stay bounded.
-const IN_FLIGHT_BYTES: usize = 16 * 1024 * 1024;
+const IN_FLIGHT_BYTES: usize = 8 * 1024 * 1024;
 /// Rows per store read while catching up.
 const PAGE_ROWS: usize = 1024;
 /// Every store call of the relay is bounded by this.

@@ -89,7 +89,7 @@ impl StoreSettings {
         StoreSettings {
             synchronous,
             retention: None,
-            feed_bytes: 8 * 1024 * 1024,
+            feed_bytes: 4 * 1024 * 1024,
         }
     }
 }
