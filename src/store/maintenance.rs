@@ -27,13 +27,21 @@ pub const RETENTION_SELECT: &str = "SELECT seq FROM events \
      WHERE published_at_ms IS NOT NULL AND received_at_ms < ?1 \
      ORDER BY received_at_ms LIMIT ?2";
 
-/// Deletes up to `limit` published events received before `cutoff_ms`; returns how many.
+/// Deletes up to `limit` published events received before `cutoff_ms` (their rows and their
+/// messages); returns how many.
 pub fn purge_chunk(conn: &Connection, cutoff_ms: i64, limit: usize) -> rusqlite::Result<usize> {
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    conn.execute(
-        &format!("DELETE FROM events WHERE seq IN ({RETENTION_SELECT})"),
-        params![cutoff_ms, limit],
-    )
+    let seqs: Vec<i64> = conn
+        .prepare_cached(RETENTION_SELECT)?
+        .query_map(params![cutoff_ms, limit], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut event = conn.prepare_cached("DELETE FROM events WHERE seq = ?1")?;
+    let mut message = conn.prepare_cached("DELETE FROM messages WHERE seq = ?1")?;
+    for seq in &seqs {
+        event.execute(params![seq])?;
+        message.execute(params![seq])?;
+    }
+    Ok(seqs.len())
 }
 
 /// Chunk sizes that keep each step near `TARGET`: doubled while steps are quick, halved when

@@ -37,13 +37,14 @@ pub fn count_pending(conn: &Connection) -> rusqlite::Result<u64> {
     .map(|n| u64::try_from(n).unwrap_or(0))
 }
 
-const PENDING_COLUMNS: &str = "seq, id, source, provider, event_type, routing_key, subject, \
-                               time_unix, message, attempts, next_attempt_ms";
+const PENDING_COLUMNS: &str = "e.seq, e.id, e.source, e.provider, e.event_type, e.routing_key, \
+    e.subject, e.time_unix, m.message, e.attempts, e.next_attempt_ms";
 
 /// Unpublished events after a sequence number, in receive order (through `events_pending`).
-pub const PENDING_PAGE: &str = "SELECT seq, id, source, provider, event_type, routing_key, \
-    subject, time_unix, message, attempts, next_attempt_ms \
-    FROM events WHERE published_at_ms IS NULL AND seq > ?1 ORDER BY seq";
+pub const PENDING_PAGE: &str = "SELECT e.seq, e.id, e.source, e.provider, e.event_type, \
+    e.routing_key, e.subject, e.time_unix, m.message, e.attempts, e.next_attempt_ms \
+    FROM events e JOIN messages m ON m.seq = e.seq \
+    WHERE e.published_at_ms IS NULL AND e.seq > ?1 ORDER BY e.seq";
 
 fn pending_row(r: &Row<'_>) -> rusqlite::Result<PendingEvent> {
     let id: Vec<u8> = r.get(1)?;
@@ -113,7 +114,8 @@ pub fn pending_by_seq(
     seq: i64,
 ) -> rusqlite::Result<Option<Result<PendingEvent, String>>> {
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {PENDING_COLUMNS} FROM events WHERE seq = ?1 AND published_at_ms IS NULL"
+        "SELECT {PENDING_COLUMNS} FROM events e JOIN messages m ON m.seq = e.seq
+         WHERE e.seq = ?1 AND e.published_at_ms IS NULL"
     ))?;
     let mut rows = stmt.query(params![seq])?;
     match rows.next()? {
@@ -158,9 +160,10 @@ pub struct EventRow {
     pub message: Vec<u8>,
 }
 
-const ROW_COLUMNS: &str = "seq, id, source, provider, dedup_key, event_type, received_at_ms, \
-                           published_at_ms, content_type, attempts, last_error, next_attempt_ms, \
-                           body, body_offset, message";
+const ROW_COLUMNS: &str = "e.seq, e.id, e.source, e.provider, e.dedup_key, e.event_type, \
+    e.received_at_ms, e.published_at_ms, e.content_type, e.attempts, e.last_error, \
+    e.next_attempt_ms, m.body, m.body_offset, m.message";
+const ROW_FROM: &str = "events e JOIN messages m ON m.seq = e.seq";
 
 fn event_row(r: &Row<'_>) -> rusqlite::Result<EventRow> {
     let id: Vec<u8> = r.get(1)?;
@@ -200,7 +203,7 @@ fn event_row(r: &Row<'_>) -> rusqlite::Result<EventRow> {
 
 pub fn get(conn: &Connection, id: &Uuid) -> rusqlite::Result<Option<EventRow>> {
     conn.query_row(
-        &format!("SELECT {ROW_COLUMNS} FROM events WHERE id = ?1"),
+        &format!("SELECT {ROW_COLUMNS} FROM {ROW_FROM} WHERE e.id = ?1"),
         params![id.as_bytes().as_slice()],
         event_row,
     )
@@ -222,12 +225,12 @@ pub fn list(
 ) -> rusqlite::Result<Vec<EventRow>> {
     let state_sql = match state {
         None => "",
-        Some(StateFilter::Pending) => "AND published_at_ms IS NULL",
-        Some(StateFilter::Published) => "AND published_at_ms IS NOT NULL",
+        Some(StateFilter::Pending) => "AND e.published_at_ms IS NULL",
+        Some(StateFilter::Published) => "AND e.published_at_ms IS NOT NULL",
     };
     let sql = format!(
-        "SELECT {ROW_COLUMNS} FROM events WHERE (?1 IS NULL OR source = ?1) {state_sql}
-         ORDER BY seq DESC LIMIT ?2"
+        "SELECT {ROW_COLUMNS} FROM {ROW_FROM} WHERE (?1 IS NULL OR e.source = ?1) {state_sql}
+         ORDER BY e.seq DESC LIMIT ?2"
     );
     let mut stmt = conn.prepare(&sql)?;
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);

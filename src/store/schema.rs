@@ -30,13 +30,16 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX events_published ON events (published_at_ms) WHERE published_at_ms IS NOT NULL;
     CREATE INDEX events_source_received ON events (source, received_at_ms);
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
-    // 2: one unique index instead of two (the id is the UUIDv5 of source and dedup key, so it is
-    // unique exactly when they are), the id as 16 bytes; no index by source and time (only
-    // `replay --source --since` used it, a rare command that may scan); the body kept once (NULL when it sits
-    // inside the message at `body_offset`); the signed-content hash for conflicts; publish
-    // attempts and the last error of events on their own backoff; retention through an index
-    // that holds only published rows by receive time, so a purge finds exactly what it deletes.
-    // A rebuild: it runs once, before the daemon reports ready.
+    // 2: the event's row is small and its bytes live in `messages` (same seq), so recording a
+    // confirm or a failed attempt rewrites a row of ~150 bytes, not the whole message (a page of
+    // WAL for every two events before); one unique index instead of two (the id is the UUIDv5 of
+    // source and dedup key, so it is unique exactly when they are), the id as 16 bytes; the body
+    // kept once (NULL when it sits inside the message at `body_offset`); the signed-content hash
+    // for conflicts; publish attempts and the last error of events on their own backoff;
+    // retention through an index that holds only published rows by receive time, so a purge
+    // finds exactly what it deletes; no index by source and time (only `replay --source
+    // --since` used it, a rare command that may scan). A rebuild: it runs once, before the
+    // daemon reports ready.
     "CREATE TABLE events2 (
         seq             INTEGER PRIMARY KEY AUTOINCREMENT,
         id              BLOB    NOT NULL UNIQUE,
@@ -51,19 +54,22 @@ const MIGRATIONS: &[&str] = &[
         published_at_ms INTEGER,
         content_type    TEXT,
         content_hash    BLOB,
-        body            BLOB,
-        body_offset     INTEGER,
-        message         BLOB    NOT NULL,
         attempts        INTEGER NOT NULL DEFAULT 0,
         last_error      TEXT,
         next_attempt_ms INTEGER
     );
+    CREATE TABLE messages (
+        seq             INTEGER PRIMARY KEY,
+        message         BLOB    NOT NULL,
+        body            BLOB,
+        body_offset     INTEGER
+    );
     INSERT INTO events2 (seq, id, source, provider, dedup_key, event_type, routing_key, subject,
-                         time_unix, received_at_ms, published_at_ms, content_type, body, message)
+                         time_unix, received_at_ms, published_at_ms, content_type)
         SELECT seq, unhex(replace(id, '-', '')), source, provider, dedup_key, event_type,
-               routing_key, subject, time_unix, received_at_ms, published_at_ms, content_type,
-               body, message
+               routing_key, subject, time_unix, received_at_ms, published_at_ms, content_type
         FROM events;
+    INSERT INTO messages (seq, message, body) SELECT seq, message, body FROM events;
     DROP TABLE events;
     ALTER TABLE events2 RENAME TO events;
     CREATE INDEX events_pending ON events (seq) WHERE published_at_ms IS NULL;
@@ -159,9 +165,11 @@ mod tests {
         let mut conn = open(&path, Synchronous::Full).unwrap();
         migrate(&mut conn).unwrap();
         let (id, body): (Vec<u8>, Vec<u8>) = conn
-            .query_row("SELECT id, body FROM events", [], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
+            .query_row(
+                "SELECT id, body FROM events JOIN messages USING (seq)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
             .unwrap();
         assert_eq!(
             uuid::Uuid::from_slice(&id).unwrap().to_string(),

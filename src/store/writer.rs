@@ -298,21 +298,18 @@ fn apply(
     {
         let mut insert = tx.prepare_cached(
             "INSERT INTO events (id, source, provider, dedup_key, event_type, routing_key, subject,
-                                 time_unix, received_at_ms, content_type, content_hash, body,
-                                 body_offset, message)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+                                 time_unix, received_at_ms, content_type, content_hash)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
              ON CONFLICT (id) DO NOTHING",
+        )?;
+        let mut insert_message = tx.prepare_cached(
+            "INSERT INTO messages (seq, message, body, body_offset) VALUES (?1, ?2, ?3, ?4)",
         )?;
         let mut stored_hash = tx.prepare_cached("SELECT content_hash FROM events WHERE id = ?1")?;
         for ins in batch.iter_mut() {
             let e = &mut *ins.event;
             let received_ms =
                 i64::try_from(e.received_at.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
-            // The body is stored once: inside the message when the payload is the body itself.
-            let body: Option<&[u8]> = match e.body_offset {
-                Some(_) => None,
-                None => Some(&e.body[..]),
-            };
             let n = insert.execute(params![
                 e.id.as_bytes().as_slice(),
                 e.source,
@@ -325,14 +322,23 @@ fn apply(
                 received_ms,
                 e.content_type,
                 e.content_hash.as_slice(),
-                body,
-                e.body_offset.and_then(|o| i64::try_from(o).ok()),
-                e.message,
             ])?;
             if n == 1 {
+                let seq = tx.last_insert_rowid();
+                // The body is stored once: inside the message when the payload is the body.
+                let body: Option<&[u8]> = match e.body_offset {
+                    Some(_) => None,
+                    None => Some(&e.body[..]),
+                };
+                insert_message.execute(params![
+                    seq,
+                    e.message,
+                    body,
+                    e.body_offset.and_then(|o| i64::try_from(o).ok()),
+                ])?;
                 results.push(Inserted::New);
                 fed.push(PendingEvent {
-                    seq: tx.last_insert_rowid(),
+                    seq,
                     id: e.id,
                     source: e.source.clone(),
                     provider: e.provider.to_string(),
@@ -360,8 +366,7 @@ fn apply(
         let now = now_ms();
         if !published.is_empty() {
             let mut mark = tx.prepare_cached(
-                "UPDATE events SET published_at_ms = ?1, next_attempt_ms = NULL
-                 WHERE seq = ?2 AND published_at_ms IS NULL",
+                "UPDATE events SET published_at_ms = ?1 WHERE seq = ?2 AND published_at_ms IS NULL",
             )?;
             for seq in published {
                 marked += mark.execute(params![now, seq])? as u64;

@@ -49,10 +49,12 @@ fn build_large_store(age_ms: i64) -> PrepareStore {
         conn.execute_batch(&format!(
             "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {ROWS})
              INSERT INTO events (id, source, provider, dedup_key, event_type, routing_key,
-                                 time_unix, received_at_ms, published_at_ms, body, message)
+                                 time_unix, received_at_ms, published_at_ms)
              SELECT randomblob(16), 'pd', 'pinddpay', 'bulk-' || x, 'order.paid',
-                    'pd.order.paid', 0, {received}, {received} + 5, x'7b7d', randomblob(150)
-             FROM c"
+                    'pd.order.paid', 0, {received}, {received} + 5
+             FROM c;
+             INSERT INTO messages (seq, message, body) SELECT seq, randomblob(1400), x'7b7d'
+             FROM events;"
         ))
         .unwrap();
         for (_, sql) in &indexes {
