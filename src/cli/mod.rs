@@ -134,7 +134,7 @@ fn serve(explicit: Option<&Path>) -> Result<(), Failure> {
         tracing::warn!("no [[source]] configured: every hook path answers 404");
     }
     let rt = runtime()?;
-    rt.block_on(async move {
+    let result = rt.block_on(async move {
         let listeners = crate::daemon::Listeners::bind(&config)
             .await
             .map_err(|e| Failure::runtime(format!("{e:#}")))?;
@@ -146,7 +146,11 @@ fn serve(explicit: Option<&Path>) -> Result<(), Failure> {
         )
         .await
         .map_err(|e| Failure::runtime(format!("{e:#}")))
-    })
+    });
+    // `run` bounded its own stop; a blocking task still stuck (a wedged disk) must not keep the
+    // process alive past it.
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    result
 }
 
 fn check_config(explicit: Option<&Path>) -> Result<(), Failure> {

@@ -13,7 +13,7 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 
 use tokio::sync::oneshot;
@@ -33,7 +33,41 @@ pub(super) enum Durability {
     /// `synchronous = "normal"`: answered right after the commit.
     AtCommit,
     /// `synchronous = "full"`: answered by the syncer thread after an fdatasync of the WAL.
-    Syncer(mpsc::Sender<Committed>),
+    Syncer(SyncerHandle),
+}
+
+/// The writer's side of the syncer.
+pub(super) struct SyncerHandle {
+    tx: mpsc::Sender<Committed>,
+    gate: Arc<Gate>,
+}
+
+/// Groups handed over that no fdatasync has taken up yet, and a wake-up when one does.
+#[derive(Default)]
+struct Gate {
+    queued: AtomicUsize,
+    taken: tokio::sync::Notify,
+}
+
+impl SyncerHandle {
+    pub fn send(&self, c: Committed) -> Result<(), mpsc::SendError<Committed>> {
+        self.gate.queued.fetch_add(1, Ordering::AcqRel);
+        self.tx.send(c).inspect_err(|_| {
+            self.gate.queued.fetch_sub(1, Ordering::AcqRel);
+        })
+    }
+
+    /// Whether a committed group still waits for the next fdatasync. Committing another group
+    /// then gains nothing (the same fdatasync will answer both) and costs WAL pages: the writer
+    /// waits for [`SyncerHandle::taken`] and commits one larger group instead.
+    pub fn backed_up(&self) -> bool {
+        self.gate.queued.load(Ordering::Acquire) > 0
+    }
+
+    /// Resolves when the syncer takes up the waiting groups.
+    pub async fn taken(&self) {
+        self.gate.taken.notified().await;
+    }
 }
 
 /// Answers a group whose commit is durable: counters first, then the relay, then the replies
@@ -59,19 +93,21 @@ pub(super) fn spawn(
     db: &Path,
     state: Arc<StoreState>,
     feed: Arc<Feed>,
-) -> std::io::Result<(mpsc::Sender<Committed>, std::thread::JoinHandle<()>)> {
+) -> std::io::Result<(SyncerHandle, std::thread::JoinHandle<()>)> {
     let mut wal = db.as_os_str().to_owned();
     wal.push("-wal");
     let wal = PathBuf::from(wal);
     let (tx, rx) = mpsc::channel::<Committed>();
+    let gate = Arc::new(Gate::default());
+    let g = gate.clone();
     let handle = std::thread::Builder::new()
         .name("store-sync".into())
-        .spawn(move || run(&wal, &rx, &state, &feed))?;
-    Ok((tx, handle))
+        .spawn(move || run(&wal, &rx, &g, &state, &feed))?;
+    Ok((SyncerHandle { tx, gate }, handle))
 }
 
 /// Until the writer is gone: take every group committed so far, one fdatasync, answer them all.
-fn run(wal: &Path, rx: &mpsc::Receiver<Committed>, state: &StoreState, feed: &Feed) {
+fn run(wal: &Path, rx: &mpsc::Receiver<Committed>, gate: &Gate, state: &StoreState, feed: &Feed) {
     // Opened at the first group: by then a commit has created the WAL file. SQLite keeps it
     // (the same inode) for as long as its connections are open; it only truncates it.
     let mut file: Option<File> = None;
@@ -80,6 +116,8 @@ fn run(wal: &Path, rx: &mpsc::Receiver<Committed>, state: &StoreState, feed: &Fe
         while let Ok(more) = rx.try_recv() {
             groups.push(more);
         }
+        gate.queued.fetch_sub(groups.len(), Ordering::AcqRel);
+        gate.taken.notify_one();
         let synced = match &file {
             Some(f) => f.sync_data(),
             None => File::open(wal).and_then(|f| {

@@ -28,6 +28,8 @@ use crate::clock::now_ms;
 const MAX_BATCH: usize = 1024;
 /// How long the relay's records wait for an intake commit to ride along with.
 const RECORD_DELAY: Duration = Duration::from_millis(5);
+/// The longest the writer holds a group back for the syncer (see `SyncerHandle::backed_up`).
+const SYNC_WAIT_MAX: Duration = Duration::from_millis(50);
 /// The writer wakes at least this often (heartbeat, probes, external changes).
 const IDLE_WAKE: Duration = Duration::from_secs(1);
 
@@ -48,6 +50,14 @@ pub(super) fn spawn(w: Writer) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("store-writer".into())
         .spawn(move || w.run())
+}
+
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
 }
 
 enum Wake {
@@ -83,6 +93,9 @@ impl Writer {
     }
 
     fn run(mut self) {
+        // However this thread ends (a panic included), the checkpointer stops with it, so the
+        // daemon can always exit.
+        let _stop = StopOnDrop(self.stop.clone());
         let rt = match tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .build()
@@ -102,11 +115,17 @@ impl Writer {
                 Wake::Other => {}
                 Wake::Closed => break,
             }
-            while batch.len() < MAX_BATCH {
-                match self.rx.try_recv() {
-                    Ok(c) => batch.push(c),
-                    Err(_) => break,
-                }
+            self.fill(&mut batch);
+            // While a committed group still waits for the syncer, let this one grow: the same
+            // fdatasync will answer both, and one larger commit writes fewer WAL pages.
+            if let Durability::Syncer(syncer) = &self.durability
+                && !batch.is_empty()
+                && syncer.backed_up()
+            {
+                rt.block_on(async {
+                    let _ = tokio::time::timeout(SYNC_WAIT_MAX, syncer.taken()).await;
+                });
+                self.fill(&mut batch);
             }
             let records_due = self
                 .records
@@ -133,6 +152,15 @@ impl Writer {
         let _ = self
             .conn
             .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+    }
+
+    fn fill(&mut self, batch: &mut Vec<Insert>) {
+        while batch.len() < MAX_BATCH {
+            match self.rx.try_recv() {
+                Ok(c) => batch.push(c),
+                Err(_) => break,
+            }
+        }
     }
 
     /// Blocks until an insert arrives, the relay has records, housekeeping is due, or a second
