@@ -159,20 +159,17 @@ impl Store {
                 (syncer::Durability::Syncer(tx), Some(handle))
             }
         };
-        let writer = writer::spawn(writer::Writer::new(
-            conn,
-            rx,
-            state.clone(),
-            feed.clone(),
-            records.clone(),
-            &settings,
-            durability,
-            stop.clone(),
-        ))
-        .map_err(|e| {
-            stop.store(true, Ordering::Relaxed);
-            StoreError::Unavailable(format!("cannot start writer thread: {e}"))
-        })?;
+        let shared = writer::Shared {
+            state: state.clone(),
+            feed: feed.clone(),
+            records: records.clone(),
+            stop: stop.clone(),
+        };
+        let writer = writer::spawn(writer::Writer::new(conn, rx, shared, &settings, durability))
+            .map_err(|e| {
+                stop.store(true, Ordering::Relaxed);
+                StoreError::Unavailable(format!("cannot start writer thread: {e}"))
+            })?;
         Ok((
             Store {
                 tx,

@@ -66,29 +66,35 @@ enum Wake {
     Closed,
 }
 
+/// What the writer shares with the rest of the store.
+pub(super) struct Shared {
+    pub state: Arc<StoreState>,
+    pub feed: Arc<Feed>,
+    pub records: Arc<Records>,
+    /// Set when the writer ends, to stop the checkpointer.
+    pub stop: Arc<AtomicBool>,
+}
+
 impl Writer {
     pub(super) fn new(
         conn: Connection,
         rx: mpsc::Receiver<Insert>,
-        state: Arc<StoreState>,
-        feed: Arc<Feed>,
-        records: Arc<Records>,
+        shared: Shared,
         settings: &StoreSettings,
         durability: Durability,
-        stop: Arc<AtomicBool>,
     ) -> Writer {
         let data_version = data_version(&conn).ok();
         Writer {
             conn,
             rx,
-            state,
-            feed,
-            records,
+            state: shared.state,
+            feed: shared.feed,
+            records: shared.records,
             durability,
             retention: settings.retention.map(Retention::new),
             data_version,
             last_version_check: Instant::now(),
-            stop,
+            stop: shared.stop,
         }
     }
 
