@@ -216,7 +216,9 @@ pub fn replay(a: ReplayArgs) -> Result<(), Failure> {
     let mut n = 0;
     let mut missing = Vec::new();
     for chunk in ids.chunks(500) {
-        let tx = conn.transaction().map_err(Failure::runtime)?;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(Failure::runtime)?;
         {
             let mut stmt = tx
                 .prepare_cached(

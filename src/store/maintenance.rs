@@ -132,7 +132,7 @@ impl Retention {
             .saturating_sub(i64::try_from(self.retention.as_millis()).unwrap_or(i64::MAX));
         let size = self.chunker.size();
         let started = Instant::now();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let n = purge_chunk(&tx, cutoff, size)?;
         tx.commit()?;
         self.chunker.took(started.elapsed());
@@ -153,14 +153,16 @@ impl Retention {
 }
 
 /// `payhook purge`: the same chunks in their own short transactions, at the same pace, so a
-/// running daemon's writer gets the lock between them and the disk is not flooded.
+/// running daemon's writer gets the lock between them and the disk is not flooded. Each takes
+/// the write lock at its start (IMMEDIATE): a transaction that read first and then wanted to
+/// write after the daemon committed would fail at once, without waiting (SQLITE_BUSY).
 pub fn purge_all(conn: &mut Connection, cutoff_ms: i64) -> rusqlite::Result<u64> {
     let mut chunker = Chunker::new();
     let mut total = 0u64;
     loop {
         let size = chunker.size();
         let started = Instant::now();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let n = purge_chunk(&tx, cutoff_ms, size)?;
         tx.commit()?;
         chunker.took(started.elapsed());

@@ -129,7 +129,7 @@ pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
         )));
     }
     for (i, step) in MIGRATIONS.iter().enumerate().skip(current) {
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.execute_batch(step)?;
         tx.pragma_update(None, "user_version", i + 1)?;
         tx.commit()?;

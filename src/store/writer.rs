@@ -303,7 +303,7 @@ fn data_version(conn: &Connection) -> rusqlite::Result<i64> {
 }
 
 fn probe(conn: &mut Connection) -> rusqlite::Result<()> {
-    let tx = conn.transaction()?;
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     tx.execute(
         "INSERT INTO meta (key, value) VALUES ('probe', ?1)
          ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -325,7 +325,7 @@ fn apply(
     published: &[i64],
     failures: &[Failure],
 ) -> rusqlite::Result<Done> {
-    let tx = conn.transaction()?;
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut results = Vec::with_capacity(batch.len());
     let mut fed = Vec::new();
     let mut marked = 0u64;

@@ -53,7 +53,7 @@ fn build_large_store(age_ms: i64) -> PrepareStore {
              SELECT randomblob(16), 'pd', 'pinddpay', 'bulk-' || x, 'order.paid',
                     'pd.order.paid', 0, {received}, {received} + 5
              FROM c;
-             INSERT INTO messages (seq, message, body) SELECT seq, randomblob(1400), x'7b7d'
+             INSERT INTO messages (seq, message, body) SELECT seq, randomblob(200), x'7b7d'
              FROM events;"
         ))
         .unwrap();
