@@ -209,12 +209,18 @@ fn report(r: &Results, machine: &str) {
     }
     if let Some(rsa) = r.num("rsa", "rate") {
         t.row(
-            "RSA-2048 PKCS#1 v1.5 verify ceiling, every core",
+            "RSA-2048 PKCS#1 v1.5 verify ceiling, every core (ring, payhook's verifier)",
             format!(
-                "{}/s now; {:.0} us CPU per verify ({}/s on idle cores)",
+                "{}/s now; {:.0} us CPU per verify ({}/s on idle cores){}",
                 thousands(rsa),
                 r.num("rsa", "cpu_us_per_verify").unwrap_or(0.0),
-                thousands(r.num("rsa", "idle_rate").unwrap_or(0.0))
+                thousands(r.num("rsa", "idle_rate").unwrap_or(0.0)),
+                r.num("rsa-crate", "rate")
+                    .map_or(String::new(), |c| format!(
+                        "; the rsa crate: {}/s, {:.0} us CPU per verify",
+                        thousands(c),
+                        r.num("rsa-crate", "cpu_us_per_verify").unwrap_or(0.0)
+                    ))
             ),
             "",
             "",
