@@ -192,10 +192,7 @@ async fn finish(tasks: Vec<tokio::task::JoinHandle<Vec<(Duration, u16)>>>) -> (u
 async fn retention_over_millions_of_rows_never_holds_a_webhook() {
     // Received in 1970. The baseline runs with a retention of a century, so nothing is due;
     // then the daemon restarts with 30 days and retention starts on all of them at once.
-    let mut daemon = daemon_with(
-        build_large_store(payhook::clock::now_ms() - 1000),
-        "36500d",
-    );
+    let mut daemon = daemon_with(build_large_store(payhook::clock::now_ms() - 1000), "36500d");
     let db = daemon.dir.path().join("payhook.db");
     let (base_n, base) = measure(&daemon, BASELINE).await;
     println!("baseline, no maintenance, for {BASELINE:?}: {base_n} webhooks, slowest {base:?}");
