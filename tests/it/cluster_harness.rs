@@ -14,8 +14,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::harness::{RABBITMQ_SERVER, free_port, kill_group, reap_group_on_exit};
-use crate::proxy::NGINX;
+use crate::harness::{
+    NGINX, RABBITMQ_SERVER, free_port, kill_group, rabbit_env, reap_group_on_exit, spawn_nginx,
+};
 
 pub const RABBITMQCTL: &str = "/usr/lib/rabbitmq/bin/rabbitmqctl";
 
@@ -82,18 +83,7 @@ impl Node {
     /// The environment both rabbitmq-server and rabbitmqctl need to find this node: the HOME
     /// with the cluster's cookie, the node name, its directories and ports.
     fn env(&self, cmd: &mut Command) {
-        let h = &self.home;
-        cmd.env("HOME", h)
-            .env("RABBITMQ_NODENAME", &self.name)
-            .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
-            .env("RABBITMQ_NODE_PORT", self.port.to_string())
-            .env("RABBITMQ_DIST_PORT", self.dist_port.to_string())
-            .env("RABBITMQ_MNESIA_BASE", h.join("mnesia"))
-            .env("RABBITMQ_LOG_BASE", h.join("log"))
-            .env("RABBITMQ_ENABLED_PLUGINS_FILE", h.join("enabled_plugins"))
-            .env("RABBITMQ_CONFIG_FILE", h.join("rabbitmq"))
-            .env("RABBITMQ_ADVANCED_CONFIG_FILE", h.join("advanced.config"))
-            .env("RABBITMQ_PID_FILE", h.join("pid"))
+        rabbit_env(cmd, &self.home, &self.name, self.port, self.dist_port)
             .env("RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS", LOOPBACK_DIST)
             .env("RABBITMQ_CTL_ERL_ARGS", LOOPBACK_DIST);
     }
@@ -528,26 +518,7 @@ location /hooks/{location}
 }}
 "#
         );
-        let conf_path = dir.path().join("nginx.conf");
-        std::fs::write(&conf_path, conf).expect("write nginx.conf");
-        let out = std::fs::File::create(dir.path().join("logs/stderr.log")).expect("log file");
-        let child = {
-            use std::os::unix::process::CommandExt;
-            Command::new(NGINX)
-                .arg("-p")
-                .arg(dir.path())
-                .arg("-c")
-                .arg(&conf_path)
-                .arg("-e")
-                .arg(dir.path().join("logs/error.log"))
-                .stdin(Stdio::null())
-                .stdout(out.try_clone().expect("log file"))
-                .stderr(out)
-                .process_group(0)
-                .spawn()
-                .expect("start nginx")
-        };
-        reap_group_on_exit(child.id());
+        let child = spawn_nginx(dir.path(), &conf);
         let mut b = Balancer {
             dir,
             port,

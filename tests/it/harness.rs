@@ -21,6 +21,7 @@ use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
 use sha2::Sha256;
 
 pub const RABBITMQ_SERVER: &str = "/usr/lib/rabbitmq/bin/rabbitmq-server";
+pub const NGINX: &str = "/usr/sbin/nginx";
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
@@ -110,18 +111,8 @@ impl Broker {
         use std::os::unix::process::CommandExt;
         let dir = self.dir.path();
         let log = std::fs::File::create(dir.join("server.out")).expect("log file");
-        let child = Command::new(RABBITMQ_SERVER)
-            .env("HOME", dir)
-            .env("RABBITMQ_NODENAME", &self.node)
-            .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
-            .env("RABBITMQ_NODE_PORT", self.port.to_string())
-            .env("RABBITMQ_DIST_PORT", self.dist_port.to_string())
-            .env("RABBITMQ_MNESIA_BASE", dir.join("mnesia"))
-            .env("RABBITMQ_LOG_BASE", dir.join("log"))
-            .env("RABBITMQ_ENABLED_PLUGINS_FILE", dir.join("enabled_plugins"))
-            .env("RABBITMQ_CONFIG_FILE", dir.join("rabbitmq"))
-            .env("RABBITMQ_ADVANCED_CONFIG_FILE", dir.join("advanced.config"))
-            .env("RABBITMQ_PID_FILE", dir.join("pid"))
+        let mut cmd = Command::new(RABBITMQ_SERVER);
+        let child = rabbit_env(&mut cmd, dir, &self.node, self.port, self.dist_port)
             .stdout(log.try_clone().expect("log file"))
             .stderr(log)
             .stdin(Stdio::null())
@@ -286,6 +277,58 @@ pub fn keys() -> &'static Keys {
             public_pem,
         }
     })
+}
+
+/// The environment rabbitmq-server and rabbitmqctl need to find a private node: HOME (which
+/// holds its Erlang cookie), its name, its loopback ports, and every file of it under `home`.
+pub fn rabbit_env<'c>(
+    cmd: &'c mut Command,
+    home: &Path,
+    node: &str,
+    port: u16,
+    dist_port: u16,
+) -> &'c mut Command {
+    cmd.env("HOME", home)
+        .env("RABBITMQ_NODENAME", node)
+        .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
+        .env("RABBITMQ_NODE_PORT", port.to_string())
+        .env("RABBITMQ_DIST_PORT", dist_port.to_string())
+        .env("RABBITMQ_MNESIA_BASE", home.join("mnesia"))
+        .env("RABBITMQ_LOG_BASE", home.join("log"))
+        .env(
+            "RABBITMQ_ENABLED_PLUGINS_FILE",
+            home.join("enabled_plugins"),
+        )
+        .env("RABBITMQ_CONFIG_FILE", home.join("rabbitmq"))
+        .env(
+            "RABBITMQ_ADVANCED_CONFIG_FILE",
+            home.join("advanced.config"),
+        )
+        .env("RABBITMQ_PID_FILE", home.join("pid"))
+}
+
+/// Starts a private nginx in its own process group with `conf` (written to `dir/nginx.conf`;
+/// `dir/logs` must exist), its stderr in `dir/logs/stderr.log`. Ended with the test process.
+pub fn spawn_nginx(dir: &Path, conf: &str) -> Child {
+    use std::os::unix::process::CommandExt;
+    let conf_path = dir.join("nginx.conf");
+    std::fs::write(&conf_path, conf).expect("write nginx.conf");
+    let out = std::fs::File::create(dir.join("logs/stderr.log")).expect("log file");
+    let child = Command::new(NGINX)
+        .arg("-p")
+        .arg(dir)
+        .arg("-c")
+        .arg(&conf_path)
+        .arg("-e")
+        .arg(dir.join("logs/error.log"))
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().expect("log file"))
+        .stderr(out)
+        .process_group(0)
+        .spawn()
+        .expect("start nginx");
+    reap_group_on_exit(child.id());
+    child
 }
 
 /// Builds a store file before the daemon opens it.

@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use hyper_util::client::legacy::Client;
@@ -13,8 +13,6 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 
 use crate::harness::*;
-
-pub const NGINX: &str = "/usr/sbin/nginx";
 
 /// The address nginx connects to payhook from (`proxy_bind`): the only trusted proxy, so the
 /// real client (127.0.0.1) and the proxy can be told apart on loopback.
@@ -96,26 +94,7 @@ http {{
 "#,
             location = sample_location_block(),
         );
-        let conf_path = dir.path().join("nginx.conf");
-        std::fs::write(&conf_path, conf).expect("write nginx.conf");
-        let out = std::fs::File::create(dir.path().join("logs/stderr.log")).expect("log file");
-        let child = {
-            use std::os::unix::process::CommandExt;
-            Command::new(NGINX)
-                .arg("-p")
-                .arg(dir.path())
-                .arg("-c")
-                .arg(&conf_path)
-                .arg("-e")
-                .arg(dir.path().join("logs/error.log"))
-                .stdin(Stdio::null())
-                .stdout(out.try_clone().expect("log file"))
-                .stderr(out)
-                .process_group(0)
-                .spawn()
-                .expect("start nginx")
-        };
-        crate::harness::reap_group_on_exit(child.id());
+        let child = spawn_nginx(dir.path(), &conf);
         let mut nginx = Nginx {
             dir,
             port,

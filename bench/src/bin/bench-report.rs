@@ -24,6 +24,14 @@ impl Results {
     }
 }
 
+/// The providers of the (b) and (c) rows: the bench's name and the table's.
+const PROVIDERS: [(&str, &str); 4] = [
+    ("pinddpay", "Pinddpay"),
+    ("pingpong", "PingPong"),
+    ("wechat_alarm", "WeChat alarm"),
+    ("pingpp", "Ping++"),
+];
+
 /// 12345.6 -> "12,346".
 fn thousands(x: f64) -> String {
     let n = x.round() as i64;
@@ -228,12 +236,7 @@ fn report(r: &Results, machine: &str) {
     }
 
     // (b) and (c).
-    for (p, name) in [
-        ("pinddpay", "Pinddpay"),
-        ("pingpong", "PingPong"),
-        ("wechat_alarm", "WeChat alarm"),
-        ("pingpp", "Ping++"),
-    ] {
+    for (p, name) in PROVIDERS {
         let f = format!("intake-{p}");
         let Some(fig) = run_figure(r, &f) else {
             continue;
@@ -266,12 +269,7 @@ fn report(r: &Results, machine: &str) {
             tgt,
         );
     }
-    for (p, name) in [
-        ("pinddpay", "Pinddpay"),
-        ("pingpong", "PingPong"),
-        ("wechat_alarm", "WeChat alarm"),
-        ("pingpp", "Ping++"),
-    ] {
+    for (p, name) in PROVIDERS {
         let f = format!("intake-{p}");
         let Some(cpu) = r.num(&f, "daemon/cpu_us_per_ok") else {
             continue;
