@@ -112,9 +112,9 @@ impl Node {
     fn wait_port(&self, within: Duration) {
         if !wait_until(within, || port_open(self.port)) {
             panic!(
-                "RabbitMQ node {} did not open its AMQP port within {within:?}; its output:\n{}",
+                "RabbitMQ node {} did not open its AMQP port within {within:?}\n{}",
                 self.name,
-                self.output()
+                self.diagnostics()
             );
         }
     }
@@ -122,6 +122,67 @@ impl Node {
     /// The node's console output (startup errors land here).
     pub fn output(&self) -> String {
         std::fs::read_to_string(self.home.join("server.out")).unwrap_or_default()
+    }
+
+    /// Whether the node's VM (the leader of its process group) is gone, and how: `None` while
+    /// it runs.
+    fn vm_gone(&self) -> Option<String> {
+        let mut child = self.child.lock().unwrap_or_else(|p| p.into_inner());
+        match child.as_mut().map(Child::try_wait) {
+            None => Some("killed by the test".to_string()),
+            Some(Ok(Some(status))) => Some(format!("exited ({status})")),
+            Some(Ok(None) | Err(_)) => None,
+        }
+    }
+
+    /// What to read when a node misbehaves: its ports, whether its VM still runs, the end of
+    /// its console output and of each of its log files.
+    pub fn diagnostics(&self) -> String {
+        let mut out = format!(
+            "--- node {} (AMQP {}, distribution {}): VM {}\n--- console:\n{}",
+            self.name,
+            self.port,
+            self.dist_port,
+            self.vm_gone().unwrap_or_else(|| "running".to_string()),
+            last_lines(&self.output(), 40)
+        );
+        if let Ok(logs) = std::fs::read_dir(self.home.join("log")) {
+            for log in logs.flatten() {
+                let text = std::fs::read_to_string(log.path()).unwrap_or_default();
+                out.push_str(&format!(
+                    "--- {}:\n{}",
+                    log.path().display(),
+                    last_lines(&text, 40)
+                ));
+            }
+        }
+        out
+    }
+
+    /// Boots this node again from nothing after it died while the cluster formed: new ports,
+    /// empty data and logs (the old ones are kept beside, `*.failed`).
+    fn boot_afresh(&mut self) {
+        if let Some(mut child) = self.child.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            kill_group(&mut child);
+        }
+        for sub in ["mnesia", "log", "server.out"] {
+            let from = self.home.join(sub);
+            let _ = std::fs::rename(&from, self.home.join(format!("{sub}.failed")));
+        }
+        self.port = free_port();
+        self.dist_port = free_port();
+        self.spawn();
+        self.wait_port(Duration::from_secs(120));
+    }
+
+    /// stop_app, join_cluster `first`, start_app: this node becomes a member of `first`'s cluster.
+    fn join(&self, first: &str) -> Result<(), String> {
+        let t = Duration::from_secs(60);
+        self.ctl(&["stop_app"], t)?;
+        self.ctl(&["join_cluster", first], t)?;
+        self.ctl(&["start_app"], Duration::from_secs(120))?;
+        self.wait_port(Duration::from_secs(60));
+        Ok(())
     }
 
     /// SIGKILL to the node's whole process group; returns once its AMQP port is closed.
@@ -197,7 +258,7 @@ impl Node {
     /// Erlang VM stays, the node stays a cluster member.
     pub fn stop_app(&self) {
         self.ctl(&["stop_app"], Duration::from_secs(60))
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap_or_else(|e| panic!("{e}\n{}", self.diagnostics()));
         self.set_state(NodeState::AppStopped);
         wait_until(Duration::from_secs(10), || !port_open(self.port));
     }
@@ -205,7 +266,7 @@ impl Node {
     /// `rabbitmqctl start_app`; returns once the AMQP port answers.
     pub fn start_app(&self) {
         self.ctl(&["start_app"], Duration::from_secs(120))
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap_or_else(|e| panic!("{e}\n{}", self.diagnostics()));
         self.wait_port(Duration::from_secs(60));
         self.set_state(NodeState::Running);
     }
@@ -262,27 +323,48 @@ impl Cluster {
                 }
             })
             .collect();
-        let cluster = Cluster { nodes, _dir: dir };
+        let mut cluster = Cluster { nodes, _dir: dir };
         for node in &cluster.nodes {
             node.spawn();
         }
         for node in &cluster.nodes {
             node.wait_port(Duration::from_secs(120));
         }
-        let first = &cluster.nodes[0].name;
-        for node in &cluster.nodes[1..] {
-            let t = Duration::from_secs(60);
-            let joined = node
-                .ctl(&["stop_app"], t)
-                .and_then(|_| node.ctl(&["join_cluster", first], t))
-                .and_then(|_| node.ctl(&["start_app"], Duration::from_secs(120)));
-            if let Err(e) = joined {
-                panic!("{} could not join {first}: {e}", node.name);
+        let first = cluster.nodes[0].name.clone();
+        for i in 1..cluster.nodes.len() {
+            // A node that dies while the cluster forms (seen once in CI: gone before its
+            // stop_app, with no output kept) is booted again from nothing, twice at most, and
+            // what it left behind is written to the test's stderr. It is the test's scaffold
+            // that failed then, not payhook; a node that lives but cannot join fails the test.
+            for attempt in 1.. {
+                let Err(e) = cluster.nodes[i].join(&first) else {
+                    break;
+                };
+                let dead = cluster.nodes[i].vm_gone().is_some();
+                let report = cluster.diagnostics();
+                if !dead || attempt == 3 {
+                    panic!(
+                        "{} could not join {first}: {e}\n{report}",
+                        cluster.nodes[i].name
+                    );
+                }
+                use std::io::Write;
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "[cluster] {} died before joining (attempt {attempt}); booting it afresh. \
+                     {e}\n{report}",
+                    cluster.nodes[i].name
+                );
+                cluster.nodes[i].boot_afresh();
             }
-            node.wait_port(Duration::from_secs(60));
         }
         cluster.wait_running(Duration::from_secs(60));
         cluster
+    }
+
+    /// Every node's diagnostics, one after the other.
+    pub fn diagnostics(&self) -> String {
+        self.nodes.iter().map(Node::diagnostics).collect()
     }
 
     /// Every node's AMQP URL, in node order (the `[amqp] url` list).
@@ -334,7 +416,8 @@ impl Cluster {
         });
         assert!(
             ok,
-            "cluster members {want:?} not all running within {within:?}: {last:?}"
+            "cluster members {want:?} not all running within {within:?}: {last:?}\n{}",
+            self.diagnostics()
         );
     }
 
@@ -384,7 +467,8 @@ impl Cluster {
         assert!(
             ok,
             "quorum queue {queue} not healthy (leader + {n} online members) within {within:?}: \
-             {last:?}"
+             {last:?}\n{}",
+            self.diagnostics()
         );
     }
 
@@ -413,6 +497,14 @@ impl Cluster {
         }
         self.wait_running(Duration::from_secs(90));
     }
+}
+
+/// The last `n` lines of `text`.
+fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = lines[lines.len().saturating_sub(n)..].join("\n");
+    out.push('\n');
+    out
 }
 
 fn write_cookie(home: &Path, cookie: &str) {

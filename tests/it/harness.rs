@@ -1,11 +1,12 @@
 //! Real parts for the integration tests: a private RabbitMQ node on free ports, the real
 //! `payhook` binary with a config in a temp dir, real HTTP over loopback, keys made here.
 
+use std::collections::BTreeSet;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -33,11 +34,37 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
+/// A loopback TCP port nobody listens on now, for a server a test is about to start.
+///
+/// Taken below the kernel's ephemeral range (`net.ipv4.ip_local_port_range`), never from it: the
+/// kernel hands ports of that range to every outgoing connection and to every `bind(0)`, and a
+/// server that boots for seconds (RabbitMQ) could find its port taken meanwhile, then die on
+/// EADDRINUSE while the other holder answers on its port. Never the same port twice in one test
+/// process, so the several ports of one cluster cannot collide either.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
+    use rand::Rng;
+    static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    const LOW: u16 = 10_000;
+    let high = ephemeral_low().clamp(LOW + 1_000, 32_768);
+    let span = high - LOW;
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|p| p.into_inner());
+    let first = rand::thread_rng().gen_range(0..span);
+    for i in 0..span {
+        let port = LOW + (first + i) % span;
+        if !handed_out.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            handed_out.insert(port);
+            return port;
+        }
+    }
+    panic!("no free loopback port in {LOW}..{high}");
+}
+
+/// The first port of the kernel's ephemeral range (32768 when it cannot be read).
+fn ephemeral_low() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768)
 }
 
 fn wait_for_port(port: u16, timeout: Duration) -> bool {
@@ -63,17 +90,37 @@ pub fn kill_group(child: &mut Child) {
 
 /// A watcher that kills process group `pgid` once this test process is gone, so a server
 /// started by a test never outlives the run even when the test dies without dropping it.
+///
+/// It kills only the group it was made for: if the group's leader is no longer the process it
+/// was (dropped and reaped by the test, its pid since reused by the machine), it does nothing.
+/// `tail --pid` waits without forking, so a long run does not churn through process ids. The
+/// watcher has a process group of its own, so a Ctrl-C to the test run does not end it too.
 pub fn reap_group_on_exit(pgid: u32) {
+    use std::os::unix::process::CommandExt;
+    let Some(started) = start_time(pgid) else {
+        return; // already gone
+    };
     let _ = Command::new("sh")
         .arg("-c")
         .arg(format!(
-            "while kill -0 {} 2>/dev/null; do sleep 1; done; kill -s KILL -- -{pgid} 2>/dev/null",
-            std::process::id()
+            "tail --pid={test} -f /dev/null; \
+             [ \"$(sed 's/.*) //' /proc/{pgid}/stat 2>/dev/null | cut -d' ' -f20)\" = {started} ] \
+             && kill -s KILL -- -{pgid} 2>/dev/null",
+            test = std::process::id()
         ))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
+        .process_group(0)
         .spawn();
+}
+
+/// When process `pid` started (field 22 of `/proc/PID/stat`, clock ticks since boot): with the
+/// pid, it names one process for good.
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, after_comm) = stat.rsplit_once(") ")?;
+    after_comm.split_whitespace().nth(19)?.parse().ok()
 }
 
 /// A private RabbitMQ node: its own data dir, cookie, node name and ports. Killed on drop, and
@@ -83,7 +130,7 @@ pub struct Broker {
     node: String,
     pub port: u16,
     dist_port: u16,
-    child: std::sync::Mutex<Option<Child>>,
+    child: Mutex<Option<Child>>,
 }
 
 impl Broker {
@@ -101,7 +148,7 @@ impl Broker {
             node: format!("{}@localhost", unique("payhook-test")),
             port: free_port(),
             dist_port: free_port(),
-            child: std::sync::Mutex::new(None),
+            child: Mutex::new(None),
         };
         broker.spawn_node();
         broker
