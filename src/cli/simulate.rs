@@ -181,6 +181,7 @@ pub fn run(a: SimulateArgs) -> Result<(), Failure> {
         .parse()
         .map_err(|e| Failure::usage(format!("--to {url:?}: {e}")))?;
     let prepared = prepare(&signer, a.event_type.as_deref(), a.count, a.duplicates);
+    let distinct = prepared.samples.len();
     let rt = super::runtime()?;
     // The clock starts here, with every sample signed.
     let started = Instant::now();
@@ -190,7 +191,7 @@ pub fn run(a: SimulateArgs) -> Result<(), Failure> {
         a.rate,
         uri,
     ));
-    print_summary(&report, a.count, started.elapsed());
+    print_summary(&report, a.count, distinct, started.elapsed());
     let failed: u64 = report
         .statuses
         .iter()
@@ -281,7 +282,7 @@ async fn send_all(
     report
 }
 
-fn print_summary(r: &Report, count: u64, elapsed: Duration) {
+fn print_summary(r: &Report, count: u64, distinct: usize, elapsed: Duration) {
     let mut lat = r.latencies.clone();
     lat.sort();
     let pct = |p: f64| -> f64 {
@@ -292,6 +293,12 @@ fn print_summary(r: &Report, count: u64, elapsed: Duration) {
         lat[i.min(lat.len() - 1)].as_secs_f64() * 1000.0
     };
     println!("sent:      {} of {count}", lat.len());
+    // What a consumer should count on the queue: each distinct event once, the repeats
+    // acknowledged but not published again.
+    println!(
+        "distinct:  {distinct} events (the other {} requests repeat one of them)",
+        count.saturating_sub(distinct as u64)
+    );
     let statuses: Vec<String> = r.statuses.iter().map(|(k, v)| format!("{k}={v}")).collect();
     println!("status:    {}", statuses.join(" "));
     println!("elapsed:   {:.3}s", elapsed.as_secs_f64());

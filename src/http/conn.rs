@@ -14,7 +14,7 @@ use std::future::{Future, poll_fn};
 use std::io;
 use std::net::SocketAddr;
 use std::pin::{Pin, pin};
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -28,6 +28,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::framing;
 use super::metrics::ListenerMetrics;
 use super::response::{Body, LogText};
 
@@ -59,6 +60,7 @@ pub struct Ctx {
     pub started: Instant,
     /// `started + request_timeout`: the request must be answered by then.
     pub deadline: Instant,
+    both_lengths: bool,
     conn: Arc<ConnState>,
 }
 
@@ -72,11 +74,10 @@ impl Ctx {
     }
 
     /// The request's head carried both `Content-Length` and `Transfer-Encoding`: two parsers
-    /// could frame its body differently (request smuggling), so it is refused. (Only the head
-    /// that started the connection's current request is seen; a request pipelined behind
-    /// another one is framed by hyper, which follows `Transfer-Encoding` as RFC 9112 says.)
+    /// could frame its body differently (request smuggling), so it is refused. Every head on
+    /// the connection is seen, kept-alive and pipelined ones too ([`super::framing`]).
     pub fn both_lengths(&self) -> bool {
-        self.conn.both_lengths.load(Ordering::Relaxed)
+        self.both_lengths
     }
 }
 
@@ -88,9 +89,11 @@ struct ConnState {
     waiting_since: AtomicU64,
     /// Microseconds since `epoch` of the current request's first byte.
     started: AtomicU64,
-    /// The current request's head had both `Content-Length` and `Transfer-Encoding` (hyper
-    /// drops the first, so only the raw head tells).
-    both_lengths: AtomicBool,
+    /// The raw request stream as read so far, and a verdict per head on it (hyper drops one of
+    /// `Content-Length` and `Transfer-Encoding`, so only the raw head tells it had both).
+    /// Written by the socket's reads, taken by each request as hyper hands it over; both run
+    /// in the connection's own task.
+    framing: Mutex<framing::Scan>,
     evict: CancellationToken,
 }
 
@@ -101,11 +104,15 @@ impl ConnState {
             phase: AtomicU8::new(IDLE),
             waiting_since: AtomicU64::new(0),
             started: AtomicU64::new(0),
-            both_lengths: AtomicBool::new(false),
+            framing: Mutex::new(framing::Scan::default()),
             evict: CancellationToken::new(),
         };
         s.waiting_since.store(s.micros(now), Ordering::Relaxed);
         s
+    }
+
+    fn framing(&self) -> std::sync::MutexGuard<'_, framing::Scan> {
+        self.framing.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn micros(&self, t: Instant) -> u64 {
@@ -124,7 +131,6 @@ impl ConnState {
             self.started
                 .store(self.micros(Instant::now()), Ordering::Relaxed);
             self.phase.store(RECEIVING_HEAD, Ordering::Relaxed);
-            self.both_lengths.store(false, Ordering::Relaxed);
         }
         phase
     }
@@ -289,12 +295,11 @@ impl Tracker {
     }
 }
 
-/// The socket, telling the connection's state when bytes arrive, and looking at each request
-/// head for the header names hyper hides.
+/// The socket, telling the connection's state when bytes arrive and showing them to its
+/// framing scan.
 struct Tracked {
     inner: TcpStream,
     state: Arc<ConnState>,
-    head: HeadScan,
 }
 
 impl AsyncRead for Tracked {
@@ -306,87 +311,12 @@ impl AsyncRead for Tracked {
         let before = buf.filled().len();
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
         if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            let this = &mut *self;
-            match this.state.on_bytes() {
-                IDLE => this.head = HeadScan::default(),
-                RECEIVING_HEAD => {}
-                _ => return r, // a body, or a request pipelined behind one in a handler
-            }
-            if let Some(new) = buf.filled().get(before..)
-                && let Some(both) = this.head.feed(new)
-            {
-                this.state.both_lengths.store(both, Ordering::Relaxed);
+            self.state.on_bytes();
+            if let Some(new) = buf.filled().get(before..) {
+                self.state.framing().feed(new);
             }
         }
         r
-    }
-}
-
-/// Reads the header names of one request head as its bytes arrive.
-#[derive(Default)]
-struct HeadScan {
-    /// The current line's header name, lower-cased (long enough for the names it looks for).
-    name: [u8; 24],
-    len: usize,
-    colon: bool,
-    any: bool,
-    past_request_line: bool,
-    content_length: bool,
-    transfer_encoding: bool,
-    done: bool,
-}
-
-impl HeadScan {
-    /// Feeds bytes of the head; at its end (the empty line) returns whether it had both
-    /// `Content-Length` and `Transfer-Encoding`.
-    fn feed(&mut self, bytes: &[u8]) -> Option<bool> {
-        if self.done {
-            return None;
-        }
-        for &b in bytes {
-            match b {
-                b'\n' => {
-                    if !self.any {
-                        // An empty line: the end of the head (or a blank line before the
-                        // request line, which HTTP lets a server skip).
-                        if self.past_request_line {
-                            self.done = true;
-                            return Some(self.content_length && self.transfer_encoding);
-                        }
-                    } else if !self.past_request_line {
-                        self.past_request_line = true;
-                    } else if self.colon {
-                        match self.name.get(..self.len) {
-                            Some(b"content-length") => self.content_length = true,
-                            Some(b"transfer-encoding") => self.transfer_encoding = true,
-                            _ => {}
-                        }
-                    }
-                    self.len = 0;
-                    self.colon = false;
-                    self.any = false;
-                }
-                b'\r' => {}
-                b':' if !self.colon => {
-                    self.any = true;
-                    self.colon = true;
-                }
-                _ => {
-                    self.any = true;
-                    if !self.colon {
-                        match self.name.get_mut(self.len) {
-                            Some(slot) => {
-                                *slot = b.to_ascii_lowercase();
-                                self.len += 1;
-                            }
-                            // Longer than any name looked for: cannot match.
-                            None => self.len = usize::MAX,
-                        }
-                    }
-                }
-            }
-        }
-        None
     }
 }
 
@@ -466,6 +396,7 @@ pub async fn run<H, F>(
                 peer,
                 started,
                 deadline: later(started, timeout),
+                both_lengths: state.framing().take().unwrap_or(false),
                 conn: state.clone(),
             };
             let fut = handler(req, ctx);
@@ -480,7 +411,6 @@ pub async fn run<H, F>(
     let io = TokioIo::new(Tracked {
         inner: stream,
         state: state.clone(),
-        head: HeadScan::default(),
     });
     let mut conn = hyper::server::conn::http1::Builder::new()
         // The deadline below covers the head; hyper's own timer would start at another moment.
@@ -581,28 +511,5 @@ mod tests {
         s.leave_handler();
         assert!(s.deadline(t) > started + t);
         assert_eq!(s.phase.load(Ordering::Relaxed), IDLE);
-    }
-
-    #[test]
-    fn head_scan_sees_both_lengths_across_reads() {
-        let head = b"POST /hooks/x HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\ntransfer-encoding: chunked\r\n\r\nbody";
-        for split in 0..head.len() {
-            let mut h = HeadScan::default();
-            let (a, b) = head.split_at(split);
-            let r = h.feed(a).or_else(|| h.feed(b));
-            assert_eq!(r, Some(true), "split at {split}");
-        }
-        let mut h = HeadScan::default();
-        assert_eq!(
-            h.feed(b"\r\nPOST / HTTP/1.1\r\nContent-Length: 1\r\nX-Transfer-Encoding: y\r\n\r\n"),
-            Some(false)
-        );
-        let mut h = HeadScan::default();
-        let long = format!(
-            "POST / HTTP/1.1\r\n{}: x\r\nTransfer-Encoding: chunked\r\n\r\n",
-            "c".repeat(5000)
-        );
-        assert_eq!(h.feed(long.as_bytes()), Some(false));
-        assert_eq!(h.feed(b"Content-Length: 3\r\n\r\n"), None, "one head only");
     }
 }

@@ -13,6 +13,7 @@ use tokio_util::task::TaskTracker;
 
 pub mod admin;
 pub mod conn;
+mod framing;
 pub mod hooks;
 pub mod metrics;
 pub mod response;

@@ -250,11 +250,31 @@ async fn simulate_and_check_config_work_against_a_running_daemon() {
     assert!(text.contains("sent:      30 of 30"), "{text}");
     assert!(text.contains("200=30"), "{text}");
     assert!(text.contains("p99="), "{text}");
-    // Duplicates are acknowledged but published once: between 1 and 30 distinct messages.
-    let msgs = consumer.take(30, Duration::from_secs(5)).await;
-    let ids: std::collections::HashSet<_> = msgs.iter().map(|m| m.body["id"].to_string()).collect();
-    assert_eq!(ids.len(), msgs.len(), "no event published twice");
-    assert!(!msgs.is_empty() && msgs.len() <= 30);
+    // Duplicates are acknowledged but published once: exactly the distinct events simulate
+    // made, each once.
+    let distinct: usize = text
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("distinct:")?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("simulate says how many events were distinct: {text}"));
+    assert!((1..=30).contains(&distinct), "{text}");
+    let msgs = consumer.take(distinct, Duration::from_secs(10)).await;
+    consumer.expect_no_more(Duration::from_secs(1)).await;
+    let ids: std::collections::HashSet<_> = msgs
+        .iter()
+        .map(|m| m.body["data"]["dedup_key"].to_string())
+        .collect();
+    assert_eq!(
+        msgs.len(),
+        distinct,
+        "every distinct event published: {text}"
+    );
+    assert_eq!(ids.len(), distinct, "no event published twice");
 
     // A config error exits 78 and names the key.
     std::fs::write(

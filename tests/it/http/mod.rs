@@ -1,9 +1,11 @@
 //! The HTTP layer against hostile clients (SPEC §2, §6.3, §6.8): thousands of idle and slow
 //! connections cannot lock out a real webhook (`connections`), every request ends within
-//! `request_timeout` (`deadlines`), the replay window, and no request can write a long log line.
+//! `request_timeout` (`deadlines`), each request on a kept-alive or pipelined connection is
+//! judged on its own (`pipelining`), the replay window, and no request can write a long log line.
 
 mod connections;
 mod deadlines;
+mod pipelining;
 
 use std::time::Duration;
 
