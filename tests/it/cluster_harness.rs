@@ -109,8 +109,11 @@ impl Node {
         *self.child.lock().unwrap_or_else(|p| p.into_inner()) = Some(child);
     }
 
+    /// Waits until the node's AMQP port answers; fails at once if its VM exits first (a port
+    /// that answers then would be somebody else's).
     fn wait_port(&self, within: Duration) {
-        if !wait_until(within, || port_open(self.port)) {
+        wait_until(within, || port_open(self.port) || self.vm_gone().is_some());
+        if !port_open(self.port) || self.vm_gone().is_some() {
             panic!(
                 "RabbitMQ node {} did not open its AMQP port within {within:?}\n{}",
                 self.name,
@@ -146,6 +149,14 @@ impl Node {
             self.vm_gone().unwrap_or_else(|| "running".to_string()),
             last_lines(&self.output(), 40)
         );
+        // The Erlang VM's own last word when it halts (RABBITMQ's boot failures among them).
+        if let Ok(dump) = std::fs::read_to_string(self.home.join("erl_crash.dump")) {
+            let slogan = dump
+                .lines()
+                .find(|l| l.starts_with("Slogan:"))
+                .unwrap_or("");
+            out.push_str(&format!("--- erl_crash.dump: {slogan}\n"));
+        }
         if let Ok(logs) = std::fs::read_dir(self.home.join("log")) {
             for log in logs.flatten() {
                 let text = std::fs::read_to_string(log.path()).unwrap_or_default();
@@ -165,7 +176,7 @@ impl Node {
         if let Some(mut child) = self.child.lock().unwrap_or_else(|p| p.into_inner()).take() {
             kill_group(&mut child);
         }
-        for sub in ["mnesia", "log", "server.out"] {
+        for sub in ["mnesia", "log", "server.out", "erl_crash.dump"] {
             let from = self.home.join(sub);
             let _ = std::fs::rename(&from, self.home.join(format!("{sub}.failed")));
         }
@@ -173,6 +184,7 @@ impl Node {
         self.dist_port = free_port();
         self.spawn();
         self.wait_port(Duration::from_secs(120));
+        self.set_state(NodeState::Running);
     }
 
     /// stop_app, join_cluster `first`, start_app: this node becomes a member of `first`'s cluster.

@@ -352,6 +352,8 @@ pub fn rabbit_env<'c>(
             home.join("advanced.config"),
         )
         .env("RABBITMQ_PID_FILE", home.join("pid"))
+        // Where the VM writes its crash dump when it halts (else: the test's working directory).
+        .env("ERL_CRASH_DUMP", home.join("erl_crash.dump"))
 }
 
 /// Starts a private nginx in its own process group with `conf` (written to `dir/nginx.conf`;
