@@ -406,12 +406,15 @@ async fn a_store_that_cannot_record_confirms_never_causes_a_republish_flood() {
         assert_eq!(r.status, 200);
         sent.insert(id);
     }
-    // Another process holds the write lock: every commit of the daemon fails (busy) for a while.
+    // Another process holds the write lock: every commit of the daemon fails (busy) until the
+    // test lets go, however long the broker takes to come back (not a fixed time: on a busy
+    // machine the restart alone can outlast it, and then the fault never happens).
     let db = daemon.dir.path().join("payhook.db");
+    let (release, released) = std::sync::mpsc::channel::<()>();
     let locker = std::thread::spawn(move || {
         let conn = rusqlite::Connection::open(db).unwrap();
         conn.execute_batch("BEGIN IMMEDIATE").unwrap();
-        std::thread::sleep(Duration::from_secs(25));
+        let _ = released.recv_timeout(Duration::from_secs(180));
         conn.execute_batch("COMMIT").unwrap();
     });
     std::thread::sleep(Duration::from_millis(500));
@@ -441,6 +444,7 @@ async fn a_store_that_cannot_record_confirms_never_causes_a_republish_flood() {
         ids.len(),
         sent.len()
     );
+    let _ = release.send(());
     locker.join().unwrap();
     // The marks go in once the lock is gone; nothing more is sent.
     daemon
