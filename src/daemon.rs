@@ -278,9 +278,6 @@ pub async fn run(
         .max(Duration::from_secs(1));
     let joined = tokio::task::spawn_blocking(move || {
         let _ = workers.writer.join();
-        if let Some(s) = workers.syncer {
-            let _ = s.join();
-        }
         let _ = workers.checkpointer.join();
     });
     if tokio::time::timeout(left, joined).await.is_err() {

@@ -1,6 +1,6 @@
 //! Bench-only code for `scripts/bench`: the load generator's parts (signed samples built before
-//! the clock starts, the raw HTTP/1.1 wire, the replay loop, the metrics watcher) and the
-//! readings of another process's CPU time and memory from `/proc`.
+//! the clock starts, the raw HTTP/1.1 wire, the replay loop, the metrics watcher), the
+//! readings of another process's CPU time and memory from `/proc`, and the report's table.
 //!
 //! Nothing here runs in the daemon. Panics are acceptable on operator error in these tools, but
 //! they report errors instead where it costs nothing.
@@ -8,6 +8,7 @@
 pub mod load;
 pub mod metrics;
 pub mod procfs;
+pub mod report;
 pub mod requests;
 pub mod samples;
 pub mod watch;

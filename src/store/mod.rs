@@ -19,12 +19,12 @@ use crate::clock::Beat;
 use crate::config::Synchronous;
 use crate::event::Event;
 
+mod durability;
 pub mod feed;
 pub mod maintenance;
 pub mod queries;
 pub mod records;
 pub mod schema;
-mod syncer;
 mod writer;
 
 pub use crate::clock::now_ms;
@@ -110,8 +110,6 @@ pub struct Store {
 pub struct Workers {
     pub writer: std::thread::JoinHandle<()>,
     pub checkpointer: std::thread::JoinHandle<()>,
-    /// With `synchronous = "full"`: the thread that syncs committed groups and answers them.
-    pub syncer: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Store {
@@ -125,7 +123,8 @@ impl Store {
         let sync = settings.synchronous;
         let mut conn = schema::open(path, sync)?;
         schema::migrate(&mut conn)?;
-        // The writer never syncs inside a commit: the syncer thread does it (see syncer.rs).
+        // SQLite never syncs inside a commit: the writer syncs the WAL itself, and only for
+        // commits that hold webhooks (see durability.rs).
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         // Checkpoints run on their own thread (below); the writer only finishes them, rarely.
         conn.pragma_update(
@@ -148,16 +147,9 @@ impl Store {
         let stop = Arc::new(AtomicBool::new(false));
         let checkpointer = maintenance::spawn_checkpointer(path, sync, stop.clone())
             .map_err(|e| StoreError::Unavailable(format!("cannot start checkpointer: {e}")))?;
-        let (durability, syncer) = match sync {
-            Synchronous::Normal => (syncer::Durability::AtCommit, None),
-            Synchronous::Full => {
-                let (tx, handle) =
-                    syncer::spawn(path, state.clone(), feed.clone()).map_err(|e| {
-                        stop.store(true, Ordering::Relaxed);
-                        StoreError::Unavailable(format!("cannot start the sync thread: {e}"))
-                    })?;
-                (syncer::Durability::Syncer(tx), Some(handle))
-            }
+        let durability = match sync {
+            Synchronous::Normal => durability::Durability::at_commit(),
+            Synchronous::Full => durability::Durability::synced(path),
         };
         let shared = writer::Shared {
             state: state.clone(),
@@ -182,7 +174,6 @@ impl Store {
             Workers {
                 writer,
                 checkpointer,
-                syncer,
             },
         ))
     }

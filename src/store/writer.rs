@@ -2,7 +2,7 @@
 //! waiting. Each caller is answered only after the commit that holds its row.
 //!
 //! The connection commits with `synchronous = NORMAL`; with `synchronous = "full"` in the config
-//! the [`super::syncer`] thread makes each group durable before it is answered.
+//! the writer then syncs the WAL before it answers the group ([`super::durability`]).
 //!
 //! Besides intake it folds in the relay's records (confirms and failures: they ride along with
 //! the next intake commit, or after [`RECORD_DELAY`] commit alone without waiting for an fsync),
@@ -16,11 +16,11 @@ use std::time::{Duration, Instant};
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::mpsc;
 
+use super::durability::{Committed, Durability};
 use super::feed::Feed;
 use super::maintenance::Retention;
 use super::queries::PendingEvent;
 use super::records::{Failure, Records};
-use super::syncer::{Committed, Durability, deliver};
 use super::{Insert, Inserted, StoreError, StoreSettings, StoreState};
 use crate::clock::now_ms;
 
@@ -28,8 +28,6 @@ use crate::clock::now_ms;
 const MAX_BATCH: usize = 1024;
 /// How long the relay's records wait for an intake commit to ride along with.
 const RECORD_DELAY: Duration = Duration::from_millis(5);
-/// The longest the writer holds a group back for the syncer (see `SyncerHandle::backed_up`).
-const SYNC_WAIT_MAX: Duration = Duration::from_millis(50);
 /// The writer wakes at least this often (heartbeat, probes, external changes).
 const IDLE_WAKE: Duration = Duration::from_secs(1);
 
@@ -122,17 +120,6 @@ impl Writer {
                 Wake::Closed => break,
             }
             self.fill(&mut batch);
-            // While a committed group still waits for the syncer, let this one grow: the same
-            // fdatasync will answer both, and one larger commit writes fewer WAL pages.
-            if let Durability::Syncer(syncer) = &self.durability
-                && !batch.is_empty()
-                && syncer.backed_up()
-            {
-                rt.block_on(async {
-                    let _ = tokio::time::timeout(SYNC_WAIT_MAX, syncer.taken()).await;
-                });
-                self.fill(&mut batch);
-            }
             let records_due = self
                 .records
                 .waiting_since()
@@ -205,12 +192,8 @@ impl Writer {
 
     fn commit(&mut self, batch: &mut Vec<Insert>, published: Vec<i64>, failures: Vec<Failure>) {
         let started = Instant::now();
+        let events = batch.len();
         let result = apply(&mut self.conn, batch, &published, &failures);
-        if !batch.is_empty() {
-            metrics::histogram!("payhook_store_commit_seconds")
-                .record(started.elapsed().as_secs_f64());
-            metrics::histogram!("payhook_store_batch_events").record(batch.len() as f64);
-        }
         match result {
             Ok(done) => {
                 self.state.writable.store(true, Ordering::Relaxed);
@@ -230,21 +213,12 @@ impl Writer {
                     replies: batch.drain(..).map(|i| i.reply).zip(done.results).collect(),
                     fed: done.fed,
                 };
-                match &self.durability {
-                    Durability::AtCommit => deliver(&self.state, &self.feed, vec![committed]),
-                    Durability::Syncer(tx) => {
-                        if let Err(std::sync::mpsc::SendError(c)) = tx.send(committed) {
-                            // No syncer: nothing can be promised on disk.
-                            tracing::error!("the store's sync thread is gone");
-                            self.state.writable.store(false, Ordering::Relaxed);
-                            for (reply, _) in c.replies {
-                                let _ = reply.send(Err(StoreError::Unavailable(
-                                    "the store cannot sync".into(),
-                                )));
-                            }
-                        }
-                    }
-                }
+                self.durability.answer(&self.state, &self.feed, committed);
+                // From the transaction's start until its webhooks are answered: with
+                // `synchronous = "full"` the fsync is in it (what OPERATIONS.md alerts on).
+                metrics::histogram!("payhook_store_commit_seconds")
+                    .record(started.elapsed().as_secs_f64());
+                metrics::histogram!("payhook_store_batch_events").record(events as f64);
             }
             Err(e) => {
                 // The transaction rolled back: no partial rows. Everyone in it gets a 503 and the

@@ -621,8 +621,13 @@ public_keys = ["pingpp.pem"]
         }
     }
 
+    /// The daemon's process id (while it runs).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("daemon running").id()
+    }
+
     pub fn signal(&self, sig: &str) {
-        let pid = self.child.as_ref().expect("daemon running").id();
+        let pid = self.pid();
         let ok = Command::new("kill")
             .args(["-s", sig, "--"])
             .arg(pid.to_string())

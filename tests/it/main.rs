@@ -3,6 +3,7 @@
 mod cluster;
 mod cluster_harness;
 mod cluster_load;
+mod durability;
 mod fuzz_corpus;
 mod harness;
 mod hostile;

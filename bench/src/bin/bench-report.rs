@@ -6,23 +6,9 @@
 
 use std::path::PathBuf;
 
-use serde_json::Value;
-
-struct Results(PathBuf);
-
-impl Results {
-    fn get(&self, file: &str) -> Option<Value> {
-        let text = std::fs::read_to_string(self.0.join(format!("{file}.json"))).ok()?;
-        serde_json::from_str(text.lines().last()?).ok()
-    }
-    /// A number at a `/`-separated path in a file.
-    fn num(&self, file: &str, path: &str) -> Option<f64> {
-        let v = self.get(file)?;
-        path.split('/')
-            .try_fold(&v, |v, k| v.get(k))
-            .and_then(Value::as_f64)
-    }
-}
+use payhook_bench::report::{
+    Results, Table, anomalies, fx, mib, ms, ratio, run_figure, target, thousands,
+};
 
 /// The providers of the (b) and (c) rows: the bench's name and the table's.
 const PROVIDERS: [(&str, &str); 4] = [
@@ -31,126 +17,6 @@ const PROVIDERS: [(&str, &str); 4] = [
     ("wechat_alarm", "WeChat alarm"),
     ("pingpp", "Ping++"),
 ];
-
-/// 12345.6 -> "12,346".
-fn thousands(x: f64) -> String {
-    let n = x.round() as i64;
-    let s = n.abs().to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    if n < 0 { format!("-{out}") } else { out }
-}
-
-fn ms(x: Option<f64>) -> String {
-    match x {
-        Some(v) if v < 10.0 => format!("{v:.2}"),
-        Some(v) => format!("{v:.1}"),
-        None => "-".into(),
-    }
-}
-
-fn mib(kib: Option<f64>) -> String {
-    kib.map_or("-".into(), |k| format!("{:.1} MiB", k / 1024.0))
-}
-
-fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
-    match (a, b) {
-        (Some(a), Some(b)) if b > 0.0 => Some(a / b),
-        _ => None,
-    }
-}
-
-fn fx(r: Option<f64>) -> String {
-    r.map_or("-".into(), |r| format!("{r:.2}x"))
-}
-
-/// "target (met)" or "target (MISSED)".
-fn target(text: &str, met: Option<bool>) -> String {
-    match met {
-        Some(true) => format!("{text} (met)"),
-        Some(false) => format!("{text} (MISSED)"),
-        None => text.to_string(),
-    }
-}
-
-struct Table(Vec<[String; 4]>);
-
-impl Table {
-    fn row(
-        &mut self,
-        a: impl Into<String>,
-        b: impl Into<String>,
-        c: impl Into<String>,
-        d: impl Into<String>,
-    ) {
-        self.0.push([a.into(), b.into(), c.into(), d.into()]);
-    }
-    fn print(&self) {
-        let mut w = [0usize; 4];
-        for r in &self.0 {
-            for (i, c) in r.iter().enumerate() {
-                w[i] = w[i].max(c.chars().count());
-            }
-        }
-        let line = |r: &[String; 4]| {
-            let cells: Vec<String> = r
-                .iter()
-                .enumerate()
-                .map(|(i, c)| format!("{c}{}", " ".repeat(w[i] - c.chars().count())))
-                .collect();
-            println!("| {} |", cells.join(" | "));
-        };
-        for (i, r) in self.0.iter().enumerate() {
-            line(r);
-            if i == 0 {
-                let dashes: Vec<String> = w.iter().map(|n| "-".repeat(*n)).collect();
-                println!("| {} |", dashes.join(" | "));
-            }
-        }
-    }
-}
-
-/// "12,345/s, p50 0.43 p99 8.8 max 25 ms".
-fn run_figure(r: &Results, f: &str) -> Option<String> {
-    r.get(f)?;
-    Some(format!(
-        "{}/s, p50 {} p99 {} max {} ms",
-        thousands(r.num(f, "ok_rate")?),
-        ms(r.num(f, "p50_ms")),
-        ms(r.num(f, "p99_ms")),
-        ms(r.num(f, "max_ms")),
-    ))
-}
-
-/// Status counts other than 200, e.g. " [503: 12, errors 3]", to flag a run that was not clean.
-fn anomalies(r: &Results, f: &str) -> String {
-    let Some(v) = r.get(f) else {
-        return String::new();
-    };
-    let mut odd = Vec::new();
-    if let Some(st) = v["status"].as_object() {
-        for (k, n) in st {
-            if k != "200" {
-                odd.push(format!("{k}: {n}"));
-            }
-        }
-    }
-    for k in ["errors", "timeouts"] {
-        if v[k].as_u64().unwrap_or(0) > 0 {
-            odd.push(format!("{k} {}", v[k]));
-        }
-    }
-    if odd.is_empty() {
-        String::new()
-    } else {
-        format!(" [{}]", odd.join(", "))
-    }
-}
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -235,6 +101,23 @@ fn report(r: &Results, machine: &str) {
         );
     }
 
+    if let Some(store) = r.num("store", "rate") {
+        let x = ratio(Some(store), a_for("pinddpay"));
+        t.row(
+            "store ceiling: payhook's store alone (writer, fsync per group), 64 inserting tasks, no HTTP",
+            format!(
+                "{}/s; {:.1} us CPU/event; {} events/commit; messages of {} B",
+                thousands(store),
+                r.num("store", "cpu_us_per_event").unwrap_or(0.0),
+                r.num("store", "events_per_commit")
+                    .map_or("-".into(), |e| format!("{e:.1}")),
+                r.num("store", "message_bytes").unwrap_or(0.0)
+            ),
+            format!("/(a) = {}", fx(x)),
+            "",
+        );
+    }
+
     // (b) and (c).
     for (p, name) in PROVIDERS {
         let f = format!("intake-{p}");
@@ -251,8 +134,11 @@ fn report(r: &Results, machine: &str) {
             )
         } else {
             let x = ratio(rate, a_for(p));
+            let store = ratio(rate, r.num("store", "rate")).map_or(String::new(), |s| {
+                format!("; /store ceiling = {}", fx(Some(s)))
+            });
             (
-                format!("(b)/(a) = {}", fx(x)),
+                format!("(b)/(a) = {}{store}", fx(x)),
                 target(">= 0.5", x.map(|x| x >= 0.5)),
             )
         };
