@@ -40,10 +40,6 @@ pub(super) enum Durability {
 }
 
 impl Durability {
-    pub fn at_commit() -> Durability {
-        Durability::AtCommit
-    }
-
     pub fn synced(db: &Path) -> Durability {
         let mut wal = db.as_os_str().to_owned();
         wal.push("-wal");

@@ -148,7 +148,7 @@ impl Store {
         let checkpointer = maintenance::spawn_checkpointer(path, sync, stop.clone())
             .map_err(|e| StoreError::Unavailable(format!("cannot start checkpointer: {e}")))?;
         let durability = match sync {
-            Synchronous::Normal => durability::Durability::at_commit(),
+            Synchronous::Normal => durability::Durability::AtCommit,
             Synchronous::Full => durability::Durability::synced(path),
         };
         let shared = writer::Shared {

@@ -192,12 +192,7 @@ async fn run(a: Args) -> Result<serde_json::Value, String> {
 
 /// Mean events per commit, from the store's `payhook_store_batch_events` (sum / count).
 fn events_per_commit(rendered: &str) -> Option<f64> {
-    let value = |name: &str| {
-        rendered
-            .lines()
-            .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
-    };
-    let sum = value("payhook_store_batch_events_sum ")?;
-    let count = value("payhook_store_batch_events_count ")?;
-    (count > 0.0).then(|| sum / count)
+    use payhook_bench::metrics::sum;
+    let count = sum(rendered, "payhook_store_batch_events_count")?;
+    (count > 0.0).then(|| sum(rendered, "payhook_store_batch_events_sum").unwrap_or(0.0) / count)
 }
