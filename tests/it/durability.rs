@@ -25,15 +25,19 @@ struct Call {
     text: String,
 }
 
-/// Parses `strace -f -ttt -T -y -yy` output: `PID TIME name(args) = ret <dur>`, where a call
+/// Parses `strace -f -ttt -T -y -yy` output: `PID TIME name(args) = ret <dur>` (the pid padded
+/// with spaces to a width), where a call
 /// that another thread's call interrupted comes as `... <unfinished ...>` then
 /// `PID TIME <... name resumed>rest = ret <dur>`.
 fn parse(out: &str) -> Vec<Call> {
     let mut open: HashMap<String, (String, f64, String)> = HashMap::new();
     let mut calls = Vec::new();
     for line in out.lines() {
-        let mut parts = line.splitn(3, ' ');
-        let (Some(pid), Some(time), Some(rest)) = (parts.next(), parts.next(), parts.next()) else {
+        // strace pads the pid column (`7086  1795807961.22 ...` beside `25149 1795...`).
+        let Some((pid, line)) = line.trim_start().split_once(' ') else {
+            continue;
+        };
+        let Some((time, rest)) = line.trim_start().split_once(' ') else {
             continue;
         };
         let Ok(time) = time.parse::<f64>() else {
@@ -191,4 +195,17 @@ async fn every_200_comes_after_an_fsync_of_the_wal_bytes_of_its_event() {
                 .collect::<Vec<_>>()
         );
     }
+}
+
+#[test]
+fn the_trace_parser_reads_padded_pids_and_resumed_calls() {
+    let out = "7086  100.000100 fdatasync(25</x/p.db-wal> <unfinished ...>\n\
+               25149 100.000150 pwrite64(13</x/p.db-wal>, \"ab\", 2, 0) = 2 <0.000010>\n\
+               7086  100.000400 <... fdatasync resumed>) = 0 <0.000300>\n";
+    let calls = parse(out);
+    assert_eq!(calls.len(), 2);
+    assert_eq!(calls[0].name, "fdatasync");
+    assert!((calls[0].end - 100.0004).abs() < 1e-9);
+    assert!(calls[0].text.contains("-wal>"));
+    assert_eq!(calls[1].name, "pwrite64");
 }
