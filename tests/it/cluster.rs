@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 
-use crate::cluster_harness::{Balancer, Cluster};
+use crate::cluster_harness::{Cluster, balancer};
 use crate::cluster_load::{Figures, Load, QueueWatch, longest_gap, published_total, readyz};
-use crate::harness::{Daemon, DaemonOptions, HttpClient, client, unique};
+use crate::harness::{Daemon, DaemonOptions, HttpClient, Nginx, client, unique};
 
 /// A relay must be publishing through another node within this long after its node dies.
 const FAILOVER_WITHIN: Duration = Duration::from_secs(30);
@@ -45,7 +45,7 @@ fn note(t0: Instant, msg: &str) {
 /// Two instances behind nginx, feeding one quorum queue.
 struct Topology {
     instances: Vec<Daemon>,
-    balancer: Balancer,
+    balancer: Nginx,
     queue: String,
     http: HttpClient,
 }
@@ -64,7 +64,7 @@ impl Topology {
                 Daemon::start(o)
             })
             .collect();
-        let balancer = Balancer::start(&[instances[0].port, instances[1].port]);
+        let balancer = balancer(&[instances[0].port, instances[1].port]);
         cluster.wait_quorum_queue(&queue, Duration::from_secs(60));
         Topology {
             instances,

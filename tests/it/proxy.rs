@@ -3,8 +3,7 @@
 //! IP payhook logs is the one nginx saw, not nginx's own nor one the client made up.
 
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
-use std::process::Child;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use hyper_util::client::legacy::Client;
@@ -32,43 +31,13 @@ fn sample_location_block() -> String {
     conf[start..start + len + "\n    }\n".len()].to_string()
 }
 
-/// A private nginx: its own prefix, config, pid, logs and temp dirs in a temp dir, one process
-/// (`master_process off`, `daemon off`), on a free loopback port. Killed on drop, and by a reaper
-/// if the test process dies first.
-pub struct Nginx {
-    dir: tempfile::TempDir,
-    pub port: u16,
-    child: Option<Child>,
-}
-
-impl Nginx {
-    pub fn start(upstream_port: u16) -> Nginx {
-        assert!(
-            Path::new(NGINX).exists(),
-            "nginx is not installed ({NGINX} is missing): install nginx (scripts/test installs \
-             it), e.g. `sudo apt-get install nginx`"
-        );
-        let dir = tempfile::tempdir().expect("temp dir");
-        let port = free_port();
-        let d = dir.path().display();
-        for sub in ["body", "proxy", "fastcgi", "uwsgi", "scgi", "logs"] {
-            std::fs::create_dir_all(dir.path().join(sub)).expect("nginx temp dir");
-        }
-        let conf = format!(
+/// A private nginx in front of `upstream_port` with the sample `location /hooks/` block; it
+/// connects to payhook from [`PROXY_ADDR`].
+fn start_nginx(upstream_port: u16) -> Nginx {
+    Nginx::start(|dir, port| {
+        format!(
             r#"
-daemon off;
-master_process off;
-worker_processes 1;
-pid {d}/nginx.pid;
-error_log {d}/logs/error.log info;
-events {{ worker_connections 64; }}
-http {{
-    access_log {d}/logs/access.log;
-    client_body_temp_path {d}/body;
-    proxy_temp_path {d}/proxy;
-    fastcgi_temp_path {d}/fastcgi;
-    uwsgi_temp_path {d}/uwsgi;
-    scgi_temp_path {d}/scgi;
+    access_log {access};
 
     upstream payhook {{
         server 127.0.0.1:{upstream_port};
@@ -90,56 +59,11 @@ http {{
             return 404;
         }}
     }}
-}}
 "#,
+            access = dir.join("logs/access.log").display(),
             location = sample_location_block(),
-        );
-        let child = spawn_nginx(dir.path(), &conf);
-        let mut nginx = Nginx {
-            dir,
-            port,
-            child: Some(child),
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                break;
-            }
-            let exited = nginx
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten());
-            if exited.is_some() || Instant::now() > deadline {
-                panic!(
-                    "nginx did not start ({exited:?}); its logs:\n{}\n{}",
-                    nginx.file("logs/stderr.log"),
-                    nginx.file("logs/error.log")
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        nginx
-    }
-
-    fn file(&self, name: &str) -> String {
-        std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default()
-    }
-
-    pub fn error_log(&self) -> String {
-        self.file("logs/error.log")
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            crate::harness::kill_group(&mut child);
-        }
-    }
+        )
+    })
 }
 
 /// A Ping++ event with a fixed id, written out by hand so its exact bytes matter: key order,
@@ -219,7 +143,7 @@ async fn through_nginx_bodies_are_byte_exact_signatures_verify_and_the_client_ip
     // Only nginx's connecting address is a trusted proxy; the test client (127.0.0.1) is not.
     opts.server = format!("trusted_proxies = [\"{PROXY_ADDR}/32\"]");
     let daemon = Daemon::start(opts);
-    let nginx = Nginx::start(daemon.port);
+    let nginx = start_nginx(daemon.port);
     let consumer = Consumer::connect(&broker.url(), &daemon.queue).await;
     let http = client();
     let via_nginx = nginx.url("/hooks/pingpp");

@@ -1,45 +1,19 @@
-//! Real parts for the cluster tests: a three-node RabbitMQ cluster of private nodes on loopback
-//! (own node names, Erlang cookie, data and log directories, AMQP and distribution ports; joined
-//! with `rabbitmqctl join_cluster`), and a private nginx balancing `/hooks/` over several payhook
-//! instances with the upstream and location blocks of docs/SCALING.md.
-//!
-//! Every server runs in its own process group, is killed with its group on drop and by a reaper
-//! if the test process dies first. epmd (port 4369) is the machine's shared one: the nodes
-//! register there under names unique to this test process, and epmd itself is never killed
-//! (`epmd -daemon` leaves the process group that started it).
+//! A three-node RabbitMQ cluster of private nodes on loopback, joined with `rabbitmqctl
+//! join_cluster`, whose nodes a test can stop, kill and bring back.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::harness::{
-    NGINX, RABBITMQ_SERVER, free_port, kill_group, rabbit_env, reap_group_on_exit, spawn_nginx,
-};
+use super::{port_open, wait_until};
+use crate::harness::{RABBITMQ_SERVER, free_port, kill_group, rabbit_env, spawn_rabbitmq};
 
 pub const RABBITMQCTL: &str = "/usr/lib/rabbitmq/bin/rabbitmqctl";
 
 /// Erlang distribution on loopback only, for the nodes and for rabbitmqctl alike.
 const LOOPBACK_DIST: &str = "-kernel inet_dist_use_interface {127,0,0,1}";
-
-/// Whether a TCP connection to the loopback port opens now.
-pub fn port_open(port: u16) -> bool {
-    std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-}
-
-fn wait_until(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NodeState {
@@ -90,22 +64,9 @@ impl Node {
 
     /// Starts rabbitmq-server in its own process group; does not wait for it.
     fn spawn(&self) {
-        use std::os::unix::process::CommandExt;
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.home.join("server.out"))
-            .expect("node log file");
         let mut cmd = Command::new(RABBITMQ_SERVER);
         self.env(&mut cmd);
-        let child = cmd
-            .stdout(log.try_clone().expect("node log file"))
-            .stderr(log)
-            .stdin(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .expect("start rabbitmq-server");
-        reap_group_on_exit(child.id());
+        let child = spawn_rabbitmq(&mut cmd, &self.home.join("server.out"));
         *self.child.lock().unwrap_or_else(|p| p.into_inner()) = Some(child);
     }
 
@@ -542,125 +503,4 @@ fn ensure_epmd() {
         .stderr(Stdio::null())
         .status();
     wait_until(Duration::from_secs(5), || port_open(4369));
-}
-
-/// The upstream and location blocks of docs/SCALING.md (the fenced nginx block that holds
-/// `upstream payhook`), with its placeholder instance addresses 127.0.0.1:8081 and :8082.
-pub fn scaling_nginx_block() -> String {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/SCALING.md");
-    let doc =
-        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-    doc.split("```nginx\n")
-        .skip(1)
-        .filter_map(|b| b.split("```").next())
-        .find(|b| b.contains("upstream payhook {"))
-        .expect("docs/SCALING.md has a ```nginx block with `upstream payhook {`")
-        .to_string()
-}
-
-/// A private nginx balancing `/hooks/` over payhook instances with the blocks of
-/// docs/SCALING.md: one process (`master_process off`), its own prefix, on a free loopback port.
-pub struct Balancer {
-    dir: tempfile::TempDir,
-    pub port: u16,
-    child: Option<Child>,
-}
-
-impl Balancer {
-    pub fn start(instance_ports: &[u16]) -> Balancer {
-        assert!(
-            Path::new(NGINX).exists(),
-            "nginx is not installed ({NGINX} is missing); scripts/test installs it"
-        );
-        let placeholders = ["127.0.0.1:8081", "127.0.0.1:8082"];
-        assert_eq!(
-            instance_ports.len(),
-            placeholders.len(),
-            "the SCALING.md block lists two instances"
-        );
-        let mut block = scaling_nginx_block();
-        for (ph, port) in placeholders.iter().zip(instance_ports) {
-            assert!(block.contains(ph), "SCALING.md block lost {ph}");
-            block = block.replace(ph, &format!("127.0.0.1:{port}"));
-        }
-        let (upstream, location) = block
-            .split_once("\nlocation /hooks/")
-            .expect("the SCALING.md block has `location /hooks/` after the upstream");
-        let dir = tempfile::tempdir().expect("temp dir");
-        let port = free_port();
-        let d = dir.path().display();
-        for sub in ["body", "proxy", "fastcgi", "uwsgi", "scgi", "logs"] {
-            std::fs::create_dir_all(dir.path().join(sub)).expect("nginx temp dir");
-        }
-        let conf = format!(
-            r#"
-daemon off;
-master_process off;
-worker_processes 1;
-pid {d}/nginx.pid;
-error_log {d}/logs/error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-    client_body_temp_path {d}/body;
-    proxy_temp_path {d}/proxy;
-    fastcgi_temp_path {d}/fastcgi;
-    uwsgi_temp_path {d}/uwsgi;
-    scgi_temp_path {d}/scgi;
-
-{upstream}
-    server {{
-        listen 127.0.0.1:{port};
-        server_name _;
-        client_max_body_size 1m;
-
-location /hooks/{location}
-        location / {{
-            return 404;
-        }}
-    }}
-}}
-"#
-        );
-        let child = spawn_nginx(dir.path(), &conf);
-        let mut b = Balancer {
-            dir,
-            port,
-            child: Some(child),
-        };
-        let up = wait_until(Duration::from_secs(10), || {
-            port_open(port)
-                || b.child
-                    .as_mut()
-                    .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))))
-        });
-        if !up || !port_open(port) {
-            panic!(
-                "nginx did not start; its logs:\n{}\n{}",
-                b.file("logs/stderr.log"),
-                b.error_log()
-            );
-        }
-        b
-    }
-
-    fn file(&self, name: &str) -> String {
-        std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default()
-    }
-
-    pub fn error_log(&self) -> String {
-        self.file("logs/error.log")
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-}
-
-impl Drop for Balancer {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            kill_group(&mut child);
-        }
-    }
 }
